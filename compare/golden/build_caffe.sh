@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Build real BVLC Caffe (CPU only) from the PyPI sdist brocolli-caffe==9.0.2 and install pycaffe
+# into a Python environment.
+#
+# Usage: compare/golden/build_caffe.sh [PYTHON]      (PYTHON defaults to `python3`)
+#
+# Idempotent and cached: the build lives in ${RGR_CAFFE_CACHE:-$HOME/.cache/radiogenomics-replica/caffe-brocolli-9.0.2}/<key>
+# where <key> hashes the sdist version and this script's patch steps; a second run only re-copies
+# install/python/caffe into PYTHON's site-packages.
+#
+# Why not `pip install brocolli-caffe`: its setup.py needs conda and refuses Python > 3.9. So we fetch the
+# sdist by name and build it with CMake directly, with two source patches:
+#   * python/CMakeLists.txt links `-lboost_python`; Debian names it `-lboost_python3XY`.
+#   * src/caffe/net.cpp includes `caffe/test/test_caffe_main.hpp` (a gtest header); removed.
+# Set RGR_CAFFE_NO_APT=1 to skip installing Debian packages.
+set -euo pipefail
+
+PY="${1:-python3}"
+PY="$(command -v "$PY")"
+VERSION=9.0.2
+PATCH_ID="boostpy-lib+drop-test-include+cpu-only-v1"
+KEY="$(printf '%s|%s' "$VERSION" "$PATCH_ID" | sha256sum | cut -c1-12)"
+ROOT="${RGR_CAFFE_CACHE:-$HOME/.cache/radiogenomics-replica/caffe-brocolli-$VERSION}"
+WORK="$ROOT/$KEY"
+PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+PYVER_NODOT="${PYVER/./}"
+log() { echo "[build_caffe $(date -u +%H:%M:%S)] $*" >&2; }
+
+apt_deps=(build-essential cmake protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev libhdf5-dev
+          libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev
+          libboost-python-dev)
+if [[ "${RGR_CAFFE_NO_APT:-0}" != 1 ]]; then
+    missing=()
+    for p in "${apt_deps[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if ((${#missing[@]})); then
+        SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+        log "installing Debian packages: ${missing[*]}"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_deps[@]}" >/dev/null
+    fi
+fi
+
+mkdir -p "$WORK"
+if [[ ! -f "$WORK/BUILD_OK" ]]; then
+    t0=$(date +%s)
+    # pycaffe's build needs numpy headers; use the target env's numpy.
+    "$PY" -c 'import numpy' 2>/dev/null || "$PY" -m pip install -q numpy
+    NUMPY_INC="$("$PY" -c 'import numpy; print(numpy.get_include())')"
+    BASE="$("$PY" -c 'import sys; print(sys.base_prefix)')"
+    if ! ls "$WORK"/brocolli-caffe-$VERSION.tar.gz >/dev/null 2>&1 && ! ls "$WORK"/brocolli_caffe-$VERSION.tar.gz >/dev/null 2>&1; then
+        log "downloading sdist brocolli-caffe==$VERSION"
+        "$PY" -m pip download -q --no-deps --no-binary :all: "brocolli-caffe==$VERSION" -d "$WORK"
+    fi
+    SDIST="$(ls "$WORK"/brocolli?caffe-$VERSION.tar.gz | head -1)"
+    rm -rf "$WORK/src"; mkdir -p "$WORK/src"
+    tar -xzf "$SDIST" -C "$WORK/src"
+    SRC="$(dirname "$(find "$WORK/src" -maxdepth 3 -name CMakeLists.txt -path '*/python/*' | head -1)")/.."
+    SRC="$(cd "$SRC" && pwd)"
+    log "source at $SRC"
+    # Patch 1: Debian's boost_python library name.
+    sed -i "s/-lboost_python\b/-lboost_python${PYVER_NODOT}/g" "$SRC/python/CMakeLists.txt"
+    grep -q "boost_python${PYVER_NODOT}" "$SRC/python/CMakeLists.txt" || { log "patch 1 failed"; exit 1; }
+    # Patch 2: drop the gtest header include from net.cpp.
+    sed -i '/caffe\/test\/test_caffe_main.hpp/d' "$SRC/src/caffe/net.cpp"
+    rm -rf "$SRC/build"; mkdir -p "$SRC/build"
+    cd "$SRC/build"
+    log "configuring"
+    cmake .. -DCMAKE_BUILD_TYPE=Release -DCPU_ONLY=ON -DBLAS=Open \
+        -DANACONDA_HOME="$BASE" -DPYTHON_VERSION="python$PYVER" \
+        -DCMAKE_CXX_FLAGS="-I$NUMPY_INC -I/usr/include/hdf5/serial" \
+        -DCMAKE_SHARED_LINKER_FLAGS="-L/usr/lib/x86_64-linux-gnu/hdf5/serial" \
+        -DCMAKE_EXE_LINKER_FLAGS="-L/usr/lib/x86_64-linux-gnu/hdf5/serial" \
+        -DCMAKE_INSTALL_PREFIX="$SRC/install" > "$WORK/cmake.log" 2>&1 || { tail -50 "$WORK/cmake.log"; exit 1; }
+    log "compiling (make -j${RGR_CAFFE_JOBS:-2}; ~6-7 min on 2 cores)"
+    make -j"${RGR_CAFFE_JOBS:-2}" > "$WORK/make.log" 2>&1 || { tail -60 "$WORK/make.log"; exit 1; }
+    make install > "$WORK/install.log" 2>&1 || { tail -30 "$WORK/install.log"; exit 1; }
+    echo "$SRC" > "$WORK/SRC_DIR"
+    t1=$(date +%s)
+    echo "build_seconds=$((t1 - t0)) date=$(date -u +%FT%TZ) python=$PYVER" > "$WORK/BUILD_OK"
+    log "built in $((t1 - t0)) s"
+else
+    log "reusing cached build $WORK ($(cat "$WORK/BUILD_OK"))"
+fi
+
+SRC="$(cat "$WORK/SRC_DIR")"
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+rm -rf "$SITE/caffe.tmp"
+cp -r "$SRC/install/python/caffe" "$SITE/caffe.tmp"
+SDIST_SHA="$(sha256sum "$(ls "$WORK"/brocolli?caffe-$VERSION.tar.gz | head -1)" | cut -d' ' -f1)"
+COMMIT="$(sed -n 's/^Summary: official caffe, commit id \([0-9a-f]*\).*/\1/p' "$SRC/PKG-INFO")"
+cat > "$SITE/caffe.tmp/rgr_build_info.json" <<JSON
+{"sdist": "brocolli-caffe==$VERSION", "sdist_sha256": "$SDIST_SHA", "upstream": "BVLC/caffe",
+ "upstream_commit": "$COMMIT", "patch_id": "$PATCH_ID", "cache_key": "$KEY",
+ "source_dir": "$SRC", "tools_dir": "$SRC/install/bin", "cpu_only": true, "blas": "OpenBLAS",
+ "build": "$(cat "$WORK/BUILD_OK")"}
+JSON
+rm -rf "$SITE/caffe"; mv "$SITE/caffe.tmp" "$SITE/caffe"
+log "pycaffe installed into $SITE/caffe"
+echo "$SITE/caffe"

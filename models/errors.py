@@ -1,0 +1,53 @@
+"""The error types of `models`.
+
+Every error the package raises on bad input is a :class:`CaffeError`, so callers (and the CLI, which prints
+one line and exits 2) can tell bad input from a bug.
+"""
+from __future__ import annotations
+
+
+class CaffeError(Exception):
+    """Base class: bad input (a prototxt, a caffemodel, weights, an array) rather than a bug."""
+
+
+class PrototxtSyntaxError(CaffeError):
+    """A prototxt that protobuf's text format rejects; carries ``FILE:LINE:COL``."""
+
+    def __init__(self, path: str, line: int | None, column: int | None, message: str):
+        self.path, self.line, self.column, self.message = path, line, column, message
+        where = path
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+class NetDefinitionError(CaffeError):
+    """A net that parses but is not a valid Caffe net (missing bottom, bad include rule, ...)."""
+
+
+class UnknownLayerError(NetDefinitionError):
+    """A layer type this project does not implement."""
+
+    def __init__(self, layer: str, type_: str, supported):
+        self.layer, self.type = layer, type_
+        super().__init__(
+            f"layer '{layer}' has type '{type_}', which is not supported; supported types: "
+            + ", ".join(sorted(supported)))
+
+
+class ShapeError(NetDefinitionError):
+    """Shape inference failed; names the layer, its bottoms and their shapes."""
+
+
+class CaffemodelFormatError(CaffeError):
+    """A binary file that is not a (complete) Caffe NetParameter."""
+
+
+class WeightsError(CaffeError):
+    """Weights that do not fit the net: names the layer, blob index and both shapes."""
+
+
+class InputError(CaffeError):
+    """An input array of the wrong shape or dtype."""
