@@ -104,7 +104,7 @@ def _expected_pixel_bytes(ds) -> int:
     return int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames * int(ds.BitsAllocated) // 8
 
 
-def _check_pixels(ds, path: str) -> None:
+def check_pixel_data(ds, path: str) -> None:
     """Raise unless the file holds complete pixel data (MR_truncated.dcm-style files fail here)."""
     if "PixelData" not in ds:
         raise DicomReadError(f"{path}: no PixelData element")
@@ -131,7 +131,12 @@ def read_header(path: str | Path, check_pixels: bool = False) -> SliceHeader:
     except Exception as e:  # truncated headers raise EOFError/OSError/ValueError/struct.error in pydicom
         raise DicomReadError(f"{path}: unreadable DICOM header: {type(e).__name__}: {e}") from None
     if check_pixels:
-        _check_pixels(ds, path)
+        check_pixel_data(ds, path)
+    return header_from_dataset(ds, path)
+
+
+def header_from_dataset(ds, path: str) -> SliceHeader:
+    """The :class:`SliceHeader` of an already-read dataset."""
     ps = _floats(ds, "PixelSpacing", 2, path)
     return SliceHeader(
         path=path,
@@ -218,7 +223,7 @@ def read_pixels(path: str | Path) -> np.ndarray:
     path = str(path)
     try:
         ds = pydicom.dcmread(path)
-        _check_pixels(ds, path)
+        check_pixel_data(ds, path)
         arr = ds.pixel_array
     except DicomReadError:
         raise

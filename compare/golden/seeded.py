@@ -25,8 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["rng_for", "seeded_array", "seeded_labels", "subsample_indices", "layer_params",
-           "SUBSAMPLE_MIN", "SUBSAMPLE_THRESHOLD"]
+__all__ = ["rng_for", "seeded_array", "seeded_labels", "subsample_indices", "layer_params", "shape_tag",
+           "weight_key", "input_key", "SUBSAMPLE_MIN", "SUBSAMPLE_THRESHOLD"]
 
 #: blobs with more elements than this are stored as a seeded subsample (large nets only)
 SUBSAMPLE_THRESHOLD = 65536
@@ -117,3 +117,19 @@ def layer_params(key: str, layer_type: str, shapes: Sequence[Sequence[int]],
         else:
             out.append(seeded_array(k, shape, 0.1))
     return out
+
+
+def shape_tag(shapes: Sequence[Sequence[int]]) -> str:
+    """``[(4, 3, 5, 5), (4,)]`` -> ``"4x3x5x5;4"`` (part of weight and input keys)."""
+    return ";".join("x".join(str(int(d)) for d in s) for s in shapes)
+
+
+def weight_key(prefix: str, layer: str, shapes: Sequence[Sequence[int]]) -> str:
+    """Key for ``layer_params``: layers with the same name and param shapes get the same weights in every net
+    that shares ``prefix`` (so, e.g., GoogLeNet's trunk is identical in deploy/train_val and across variants)."""
+    return f"{prefix}/{layer}/{shape_tag(shapes)}"
+
+
+def input_key(prefix: str, blob: str, shape: Sequence[int]) -> str:
+    """Key for ``seeded_array(key, shape, 1.0)`` filling an input blob (labels: ``seeded_labels(key, ...)``)."""
+    return f"{prefix}/input/{blob}/{shape_tag([shape])}"

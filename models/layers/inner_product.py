@@ -66,5 +66,5 @@ class InnerProductConverter(Converter):
         out = tops[0] if axis == 1 else g.tmp(f"{name}/gemm")
         g.node("Gemm", inputs, [out], name if axis == 1 else f"{name}/gemm", transB=0 if transpose else 1)
         if axis != 1:
-            shape = [0] + list(layer.top_shapes[0][1:]) if axis > 0 else list(layer.top_shapes[0])
+            shape = [-1] + list(layer.top_shapes[0][1:])  # the batch axis is inferred
             g.node("Reshape", [out, g.const_i64(f"{name}/shape", shape)], tops[:1], name)

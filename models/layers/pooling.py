@@ -3,7 +3,8 @@
 Caffe's rules, which neither torch's nor ONNX's pooling reproduce in every case:
 
 * output size ``ceil((H + 2p - k) / s) + 1`` (``round_mode: FLOOR`` uses floor), then the clip: only when
-  ``p > 0`` and ``(H_out - 1) * s >= H + p`` is the last window dropped (torch clips even with ``p = 0``);
+  the layer is padded and ``(H_out - 1) * s >= H + p`` is the last window dropped (torch clips even with
+  ``p = 0``); see :func:`models.shapes.pool_output_size`;
 * pad up to ``k - 1`` (torch refuses ``p > k / 2``);
 * MAX takes the max over the window clipped to ``[0, H)``; a window that lies wholly past the edge gives
   ``-FLT_MAX`` (Caffe initialises the max to ``-FLT_MAX``);
@@ -21,27 +22,16 @@ onnxruntime (onnxruntime issue 16203, onnx issue 5276).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from models.errors import NetDefinitionError
+from models.shapes import pool_geometry, pool_output_size
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 FLT_MAX = float(np.finfo(np.float32).max)
-
-
-def pool_out(size: int, k: int, s: int, p: int, ceil: bool = True) -> int:
-    """Caffe's pooled output size along one axis (pooling_layer.cpp Reshape), including the clip rule."""
-    if ceil:
-        out = int(math.ceil((size + 2 * p - k) / s)) + 1
-    else:
-        out = (size + 2 * p - k) // s + 1
-    if p > 0 and (out - 1) * s >= size + p:
-        out -= 1
-    return out
 
 
 def ave_divisor(size: int, k: int, s: int, p: int, out: int) -> np.ndarray:
@@ -70,28 +60,18 @@ class PoolSpec:
     @classmethod
     def from_proto(cls, layer) -> "PoolSpec":
         pp = layer.proto.pooling_param
-        kh = pp.kernel_h if pp.HasField("kernel_h") else pp.kernel_size
-        kw = pp.kernel_w if pp.HasField("kernel_w") else pp.kernel_size
-        sh = pp.stride_h if pp.HasField("stride_h") else pp.stride
-        sw = pp.stride_w if pp.HasField("stride_w") else pp.stride
-        ph = pp.pad_h if pp.HasField("pad_h") else pp.pad
-        pw = pp.pad_w if pp.HasField("pad_w") else pp.pad
+        kernel, stride, pad = pool_geometry(layer.proto, layer.bottom_shapes[0])
         method = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}[pp.pool]
-        ceil = pp.round_mode == 0 if hasattr(pp, "round_mode") else True
-        if pp.global_pooling:
-            h, w = layer.bottom_shapes[0][2:4]
-            kh, kw = h, w
-        elif kh == 0 or kw == 0:
-            raise NetDefinitionError(f"layer '{layer.name}': pooling needs kernel_size or kernel_h/kernel_w")
-        return cls((kh, kw), (sh, sw), (ph, pw), method, bool(pp.global_pooling), ceil, layer.name)
+        return cls(kernel, stride, pad, method, bool(pp.global_pooling), pp.round_mode == 0, layer.name)
 
     def geometry(self, h: int, w: int):
         """Kernel and output sizes for a bottom of spatial size ``h x w``."""
         kh, kw = (h, w) if self.global_pooling else self.kernel
         sh, sw = self.stride
         ph, pw = self.pad
-        oh = pool_out(h, kh, sh, ph, self.ceil)
-        ow = pool_out(w, kw, sw, pw, self.ceil)
+        any_pad = ph > 0 or pw > 0  # Caffe clips both axes when either is padded
+        oh = pool_output_size(h, kh, sh, ph, self.ceil, any_pad)
+        ow = pool_output_size(w, kw, sw, pw, self.ceil, any_pad)
         return (kh, kw), (oh, ow)
 
     def explicit_pads(self, h: int, w: int):

@@ -1,0 +1,44 @@
+"""``python -m models convert``: a Caffe prototxt (+ caffemodel) as an ONNX file.
+
+    python -m models convert NET.prototxt [--weights W.caffemodel] --onnx OUT.onnx [--expose-blobs] [--opset 17]
+
+Node names are Caffe layer names and values Caffe blob names (see :mod:`models.onnx_export`); with
+``--expose-blobs`` every blob is a graph output. ``onnx.checker`` passes on the file before it is written.
+"""
+from __future__ import annotations
+
+import sys
+
+from models.onnx_export import DEFAULT_OPSET
+
+
+def add_arguments(p) -> None:
+    p.add_argument("prototxt")
+    p.add_argument("--weights", help="a .caffemodel (default: Caffe's fillers, seeded by --seed)")
+    p.add_argument("--onnx", required=True, help="output .onnx")
+    p.add_argument("--expose-blobs", action="store_true", help="every Caffe blob as a named graph output")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args) -> int:
+    from models.graph import load_net
+    from models.onnx_export import to_onnx
+    from models.torch_builder import to_torch
+    from models.weights import load_caffemodel
+
+    net = load_net(args.prototxt, phase=args.phase)
+    module = to_torch(net, seed=args.seed)
+    if args.weights:
+        report = load_caffemodel(module, args.weights)
+        if report["missing"]:
+            print(f"note: no weights in {args.weights} for layers {report['missing']}; they keep their fillers",
+                  file=sys.stderr)
+    else:
+        print(f"note: no --weights; parameters are Caffe's fillers with seed {args.seed}", file=sys.stderr)
+    model = to_onnx(module, args.onnx, expose_blobs=args.expose_blobs, opset=args.opset)
+    g = model.graph
+    print(f"wrote {args.onnx}: opset {args.opset}, {len(g.node)} nodes, {len(g.input)} inputs, "
+          f"{len(g.output)} outputs")
+    return 0

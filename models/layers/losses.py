@@ -1,0 +1,263 @@
+"""Caffe's Softmax, SoftmaxWithLoss, Accuracy and EuclideanLoss layers
+(src/caffe/layers/{softmax,softmax_loss,accuracy,euclidean_loss,loss}_layer.cpp).
+
+The loss blobs hold the *unweighted* loss, as ``net.blobs`` does in Caffe; the weights (``loss_weight``) enter
+the objective that :meth:`models.torch_builder.CaffeModule.loss` sums.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.errors import InputError, NetDefinitionError
+from models.layers.inner_product import canonical_axis
+from models.layers.registry import CaffeLayerModule, Converter, register
+
+FLT_MIN = float(np.finfo(np.float32).tiny)
+
+
+class CaffeSoftmax(CaffeLayerModule):
+    def __init__(self, name, axis):
+        super().__init__(name)
+        self.axis = axis
+
+    def forward(self, x):
+        return [torch.softmax(x, self.axis)]
+
+
+@register("Softmax")
+class SoftmaxConverter(Converter):
+    def build(self, layer, phase):
+        return CaffeSoftmax(layer.name, canonical_axis(layer.proto.softmax_param.axis, len(layer.bottom_shapes[0])))
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        axis = canonical_axis(layer.proto.softmax_param.axis, len(layer.bottom_shapes[0]))
+        g.node("Softmax", bottoms[:1], tops[:1], layer.name, axis=axis)
+
+
+def _normalization(layer) -> str:
+    lp = layer.proto.loss_param
+    if not lp.HasField("normalization") and lp.HasField("normalize"):
+        return "VALID" if lp.normalize else "BATCH_SIZE"
+    return {0: "FULL", 1: "VALID", 2: "BATCH_SIZE", 3: "NONE"}[lp.normalization]
+
+
+def _labels(label, outer, inner, layer_name):
+    """Caffe reads the label blob flat: label of (i, j) is ``label[i * inner + j]``."""
+    if label.numel() != outer * inner:
+        raise InputError(f"layer '{layer_name}': label has {label.numel()} values, expected {outer * inner} "
+                         f"(outer {outer} x inner {inner})")
+    return label.reshape(outer, inner).to(torch.int64)
+
+
+class CaffeSoftmaxWithLoss(CaffeLayerModule):
+    """softmax_loss_layer.cpp: ``loss = -sum log(max(p[label], FLT_MIN)) / normalizer`` over non-ignored
+    positions; normalizer FULL (outer*inner), VALID (non-ignored count), BATCH_SIZE (outer) or NONE (1),
+    at least 1. An optional second top is the softmax."""
+
+    def __init__(self, name, axis, normalization, ignore_label, n_tops):
+        super().__init__(name)
+        self.axis, self.normalization, self.ignore_label, self.n_tops = axis, normalization, ignore_label, n_tops
+
+    def forward(self, x, label):
+        prob = torch.softmax(x, self.axis)
+        outer = int(np.prod(x.shape[:self.axis]))
+        c = x.shape[self.axis]
+        inner = int(np.prod(x.shape[self.axis + 1:]))
+        lab = _labels(label, outer, inner, self.caffe_name)
+        p3 = prob.reshape(outer, c, inner)
+        valid = torch.ones_like(lab, dtype=torch.bool)
+        if self.ignore_label is not None:
+            valid = lab != self.ignore_label
+        safe = torch.where(valid, lab, torch.zeros_like(lab))
+        if bool(((safe < 0) | (safe >= c)).any()):
+            raise InputError(f"layer '{self.caffe_name}': labels must lie in [0, {c}), got "
+                             f"{sorted(set(safe[(safe < 0) | (safe >= c)].tolist()))[:5]}")
+        picked = p3.gather(1, safe.unsqueeze(1)).squeeze(1)
+        nll = -torch.log(picked.clamp_min(FLT_MIN))
+        loss = torch.where(valid, nll, torch.zeros_like(nll)).sum()
+        if self.normalization == "FULL":
+            norm = float(outer * inner)
+        elif self.normalization == "VALID":
+            norm = valid.sum().to(x.dtype) if self.ignore_label is not None else float(outer * inner)
+        elif self.normalization == "BATCH_SIZE":
+            norm = float(outer)
+        else:
+            norm = 1.0
+        if isinstance(norm, torch.Tensor):
+            loss = loss / norm.clamp_min(1.0)
+        else:
+            loss = loss / max(1.0, norm)
+        return [loss, prob][: self.n_tops]
+
+
+def _loss_params(layer):
+    lp = layer.proto.loss_param
+    axis = canonical_axis(layer.proto.softmax_param.axis, len(layer.bottom_shapes[0]))
+    ignore = lp.ignore_label if lp.HasField("ignore_label") else None
+    return axis, _normalization(layer), ignore
+
+
+@register("SoftmaxWithLoss")
+class SoftmaxWithLossConverter(Converter):
+    def build(self, layer, phase):
+        return CaffeSoftmaxWithLoss(layer.name, *_loss_params(layer), len(layer.tops))
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        axis, norm, ignore = _loss_params(layer)
+        name = layer.name
+        shape = layer.bottom_shapes[0]
+        if axis != 1:
+            raise NetDefinitionError(f"layer '{name}': ONNX export of SoftmaxWithLoss supports axis 1 only")
+        prob = tops[1] if len(tops) > 1 else g.tmp(f"{name}/prob")
+        g.node("Softmax", bottoms[:1], [prob], f"{name}/softmax", axis=1)
+        clamped = g.tmp(f"{name}/clamped")
+        g.node("Max", [prob, g.scalar(FLT_MIN)], [clamped], f"{name}/clamp")
+        logp = g.tmp(f"{name}/logp")
+        g.node("Log", [clamped], [logp], f"{name}/log")
+        lab = g.label_int(name, bottoms[1], [0] + list(shape[2:]))
+        nll = g.tmp(f"{name}/nll")
+        attrs = {"reduction": "none"}
+        if ignore is not None:
+            attrs["ignore_index"] = ignore
+        g.node("NegativeLogLikelihoodLoss", [logp, lab], [nll], f"{name}/nll", **attrs)
+        total = g.tmp(f"{name}/sum")
+        if norm == "NONE" or (norm == "VALID" and ignore is not None):
+            g.node("ReduceSum", [nll], [total if norm != "NONE" else tops[0]], f"{name}/sum" if norm != "NONE"
+                   else name, keepdims=0)
+            if norm == "NONE":
+                return
+            valid = g.tmp(f"{name}/valid")
+            g.node("Not", [g.equal(name, lab, ignore)], [valid], f"{name}/valid")
+            vf = g.tmp(f"{name}/valid_f")
+            g.node("Cast", [valid], [vf], f"{name}/valid_cast", to=1)
+            cnt = g.tmp(f"{name}/count")
+            g.node("ReduceSum", [vf], [cnt], f"{name}/count", keepdims=0)
+            cnt1 = g.tmp(f"{name}/count1")
+            g.node("Max", [cnt, g.scalar(1.0)], [cnt1], f"{name}/count_at_least_1")
+            g.node("Div", [total, cnt1], tops[:1], name)
+        elif norm in ("FULL", "VALID"):
+            g.node("ReduceMean", [nll], tops[:1], name, keepdims=0)
+        else:  # BATCH_SIZE: sum over inner positions, mean over the batch
+            if len(shape) > 2:
+                per = g.tmp(f"{name}/per_sample")
+                g.reduce("ReduceSum", nll, per, f"{name}/per_sample", list(range(1, len(shape) - 1)), keepdims=0)
+                nll = per
+            g.node("ReduceMean", [nll], tops[:1], name, keepdims=0)
+
+
+class CaffeAccuracy(CaffeLayerModule):
+    """accuracy_layer.cpp: a position is correct when fewer than ``top_k`` classes score ``>=`` the true class
+    (the true class itself not counted); ``accuracy = correct / count`` over non-ignored positions (0 when
+    none); an optional second top gives the per-class accuracy."""
+
+    def __init__(self, name, axis, top_k, ignore_label, n_tops):
+        super().__init__(name)
+        self.axis, self.top_k, self.ignore_label, self.n_tops = axis, top_k, ignore_label, n_tops
+
+    @torch.no_grad()
+    def forward(self, x, label):
+        outer = int(np.prod(x.shape[:self.axis]))
+        c = x.shape[self.axis]
+        inner = int(np.prod(x.shape[self.axis + 1:]))
+        lab = _labels(label, outer, inner, self.caffe_name)
+        s = x.reshape(outer, c, inner)
+        valid = torch.ones_like(lab, dtype=torch.bool)
+        if self.ignore_label is not None:
+            valid = lab != self.ignore_label
+        safe = torch.where(valid, lab, torch.zeros_like(lab))
+        true = s.gather(1, safe.unsqueeze(1))
+        better = (s >= true).sum(1) - 1
+        correct = (better < self.top_k) & valid
+        count = valid.sum()
+        acc = correct.sum().to(x.dtype) / count.to(x.dtype) if int(count) else torch.zeros((), dtype=x.dtype)
+        outs = [acc.reshape(())]
+        if self.n_tops > 1:
+            per_count = torch.zeros(c, dtype=x.dtype, device=x.device).index_add_(
+                0, safe[valid], torch.ones_like(safe[valid], dtype=x.dtype))
+            per_correct = torch.zeros(c, dtype=x.dtype, device=x.device).index_add_(
+                0, safe[correct], torch.ones_like(safe[correct], dtype=x.dtype))
+            outs.append(torch.where(per_count > 0, per_correct / per_count.clamp_min(1), torch.zeros_like(per_count)))
+        return outs
+
+
+def _acc_params(layer):
+    ap = layer.proto.accuracy_param
+    axis = canonical_axis(ap.axis, len(layer.bottom_shapes[0]))
+    ignore = ap.ignore_label if ap.HasField("ignore_label") else None
+    return axis, ap.top_k, ignore
+
+
+@register("Accuracy")
+class AccuracyConverter(Converter):
+    def build(self, layer, phase):
+        return CaffeAccuracy(layer.name, *_acc_params(layer), len(layer.tops))
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        axis, top_k, ignore = _acc_params(layer)
+        name = layer.name
+        shape = layer.bottom_shapes[0]
+        if axis != 1 or len(tops) > 1:
+            raise NetDefinitionError(f"layer '{name}': ONNX export of Accuracy supports axis 1 and one top")
+        lab = g.label_int(name, bottoms[1], [0] + list(shape[2:]))
+        if ignore is not None:
+            valid = g.tmp(f"{name}/valid")
+            g.node("Not", [g.equal(name, lab, ignore)], [valid], f"{name}/valid")
+            safe = g.tmp(f"{name}/safe_label")
+            g.node("Where", [valid, lab, g.const_i64(f"{name}/zero", 0)], [safe], f"{name}/safe_label")
+            lab = safe
+        idx = g.tmp(f"{name}/index")
+        g.node("Unsqueeze", [lab, g.const_i64(f"{name}/axis1", [1])], [idx], f"{name}/index")
+        true = g.tmp(f"{name}/true_score")
+        g.node("GatherElements", [bottoms[0], idx], [true], f"{name}/true_score", axis=1)
+        ge = g.tmp(f"{name}/ge")
+        g.node("GreaterOrEqual", [bottoms[0], true], [ge], f"{name}/ge")
+        gef = g.tmp(f"{name}/ge_f")
+        g.node("Cast", [ge], [gef], f"{name}/ge_cast", to=1)
+        n_ge = g.tmp(f"{name}/n_ge")
+        g.reduce("ReduceSum", gef, n_ge, f"{name}/n_ge", [1], keepdims=0)
+        ok = g.tmp(f"{name}/correct")
+        g.node("LessOrEqual", [n_ge, g.scalar(float(top_k))], [ok], f"{name}/correct")
+        okf = g.tmp(f"{name}/correct_f")
+        g.node("Cast", [ok], [okf], f"{name}/correct_cast", to=1)
+        if ignore is None:
+            g.node("ReduceMean", [okf], tops[:1], name, keepdims=0)
+            return
+        vf = g.tmp(f"{name}/valid_f")
+        g.node("Cast", [valid], [vf], f"{name}/valid_cast", to=1)
+        both = g.tmp(f"{name}/correct_valid")
+        g.node("Mul", [okf, vf], [both], f"{name}/correct_valid")
+        num = g.tmp(f"{name}/num")
+        g.node("ReduceSum", [both], [num], f"{name}/num", keepdims=0)
+        den = g.tmp(f"{name}/den")
+        g.node("ReduceSum", [vf], [den], f"{name}/den", keepdims=0)
+        den1 = g.tmp(f"{name}/den1")
+        g.node("Max", [den, g.scalar(1.0)], [den1], f"{name}/den_at_least_1")
+        g.node("Div", [num, den1], tops[:1], name)
+
+
+class CaffeEuclideanLoss(CaffeLayerModule):
+    """euclidean_loss_layer.cpp: ``sum((a - b)^2) / (2 N)``."""
+
+    def forward(self, a, b):
+        d = a - b.reshape(a.shape)
+        return [(d * d).sum() / (2.0 * a.shape[0])]
+
+
+@register("EuclideanLoss")
+class EuclideanLossConverter(Converter):
+    def build(self, layer, phase):
+        return CaffeEuclideanLoss(layer.name)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        name = layer.name
+        d = g.tmp(f"{name}/diff")
+        g.node("Sub", bottoms[:2], [d], f"{name}/diff")
+        sq = g.tmp(f"{name}/sq")
+        g.node("Mul", [d, d], [sq], f"{name}/square")
+        s = g.tmp(f"{name}/sum")
+        g.node("ReduceSum", [sq], [s], f"{name}/sum", keepdims=0)
+        half = g.tmp(f"{name}/half")
+        g.node("Mul", [s, g.scalar(0.5)], [half], f"{name}/half")
+        n = g.batch_size(name, bottoms[0])
+        g.node("Div", [half, n], tops[:1], name)

@@ -1,0 +1,219 @@
+"""``to_onnx``: a Caffe net as an ONNX graph whose node names are Caffe layer names and whose values are Caffe
+blob names, so that a user can follow it in Netron.
+
+The graph is written node by node from the Caffe layers (each converter in :mod:`models.layers` emits its own
+nodes) rather than traced from torch: Caffe's pooling (explicit ``Pad`` + unpadded pooling + divisor map, exact at
+padded and ceil-overhanging borders), both LRN regions and every blob name survive unchanged.
+
+Naming: the final value of a blob (what Caffe's ``net.blobs`` shows after the forward pass) carries the blob's
+name; an earlier value of a blob overwritten in place is named ``BLOB@LAYER`` after the layer that wrote it.
+Parameters are initializers named ``LAYER[i]`` (Caffe blob order). Helper values are ``LAYER/what``.
+The batch axis of every input is symbolic (``N``). Default opset: :data:`DEFAULT_OPSET`.
+TRAIN-phase graphs take each Dropout layer's 0/1 mask as an extra input ``LAYER/mask``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from models.errors import InputError
+from models.layers import registry
+
+DEFAULT_OPSET = 17
+
+
+class OnnxGraph:
+    """Collects nodes, initializers and inputs; converters call its methods from ``Converter.export``."""
+
+    def __init__(self, opset: int = DEFAULT_OPSET):
+        self.opset = opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self.inputs: list = []
+        self.names: set[str] = set()
+        self.node_names: set[str] = set()
+        self._scalars: dict = {}
+
+    def _unique(self, base: str, pool: set) -> str:
+        name, i = base, 1
+        while name in pool:
+            i += 1
+            name = f"{base}_{i}"
+        pool.add(name)
+        return name
+
+    def reserve(self, name: str) -> None:
+        self.names.add(name)
+
+    def tmp(self, base: str) -> str:
+        """A fresh value name derived from ``base``."""
+        return self._unique(base, self.names)
+
+    def node(self, op: str, inputs: list, outputs: list, name: str, **attrs) -> None:
+        self.nodes.append(helper.make_node(op, list(inputs), list(outputs), name=self._unique(name, self.node_names),
+                                           **attrs))
+
+    def const(self, base: str, array) -> str:
+        name = self.tmp(base)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def const_i64(self, base: str, values) -> str:
+        return self.const(base, np.asarray(values, dtype=np.int64))
+
+    def param(self, layer: str, index: int, array) -> str:
+        return self.const(f"{layer}[{index}]", np.asarray(array, dtype=np.float32))
+
+    def scalar(self, value: float) -> str:
+        key = float(np.float32(value))
+        name = self._scalars.get(key)
+        if name is None:
+            name = self.const(f"const/{key:g}", np.asarray(key, dtype=np.float32))
+            self._scalars[key] = name
+        return name
+
+    def reduce(self, op: str, x: str, out: str, name: str, axes=None, keepdims: int = 1) -> None:
+        """A Reduce* node; ``axes`` goes in as an input (ReduceSum from opset 13, the others from 18) or as an
+        attribute before that."""
+        if axes is None:
+            self.node(op, [x], [out], name, keepdims=keepdims)
+        elif op == "ReduceSum" and self.opset >= 13 or self.opset >= 18:
+            self.node(op, [x, self.const_i64(f"{name}/axes", list(axes))], [out], name, keepdims=keepdims)
+        else:
+            self.node(op, [x], [out], name, axes=list(axes), keepdims=keepdims)
+
+    def pad(self, layer: str, x: str, begins, ends, value: float) -> str:
+        """Pad (negative: crop) the last two axes of ``x``: ``begins``/``ends`` are (h, w)."""
+        out = self.tmp(f"{layer}/padded")
+        pads = [0, 0, begins[0], begins[1], 0, 0, ends[0], ends[1]]
+        self.node("Pad", [x, self.const_i64(f"{layer}/pads", pads), self.scalar(value)], [out], f"{layer}/pad",
+                  mode="constant")
+        return out
+
+    def add_input(self, name: str, shape, elem=TensorProto.FLOAT) -> str:
+        dims = ["N"] + list(shape[1:]) if len(shape) else []
+        self.inputs.append(helper.make_tensor_value_info(name, elem, dims))
+        self.reserve(name)
+        return name
+
+    def mask_input(self, layer: str, shape) -> str:
+        return self.add_input(f"{layer}/mask", shape)
+
+    def label_int(self, layer: str, label: str, shape) -> str:
+        """Caffe's float label blob as int64 of ``shape`` (0 copies the batch axis)."""
+        cast = self.tmp(f"{layer}/label_i64")
+        self.node("Cast", [label], [cast], f"{layer}/label_cast", to=TensorProto.INT64)
+        out = self.tmp(f"{layer}/label")
+        self.node("Reshape", [cast, self.const_i64(f"{layer}/label_shape", shape)], [out], f"{layer}/label_reshape")
+        return out
+
+    def equal(self, layer: str, x_int: str, value: int) -> str:
+        out = self.tmp(f"{layer}/is_{value}")
+        self.node("Equal", [x_int, self.const_i64(f"{layer}/value", value)], [out], f"{layer}/equal")
+        return out
+
+    def batch_size(self, layer: str, x: str) -> str:
+        shape = self.tmp(f"{layer}/shape")
+        self.node("Shape", [x], [shape], f"{layer}/shape")
+        n = self.tmp(f"{layer}/n_i64")
+        self.node("Gather", [shape, self.const_i64(f"{layer}/zero", 0)], [n], f"{layer}/batch", axis=0)
+        out = self.tmp(f"{layer}/n")
+        self.node("Cast", [n], [out], f"{layer}/n_cast", to=TensorProto.FLOAT)
+        return out
+
+
+def _params_of(source):
+    """(net, {layer: [np arrays]}) from a CaffeModule, or from a Net (filled by Caffe's fillers, seed 0)."""
+    from models.torch_builder import CaffeModule, to_torch
+    module = source if isinstance(source, CaffeModule) else to_torch(source, seed=0)
+    params = {name: [p.detach().cpu().float().numpy() for p in ps] for name, ps in module.caffe_params().items()}
+    return module.net, params
+
+
+def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The ONNX model of a :class:`models.Net` or :class:`models.CaffeModule` (its current weights).
+
+    ``outputs``: blob names to expose (default: the net's outputs); ``expose_blobs``: every blob.
+    """
+    net, params = _params_of(source)
+    g = OnnxGraph(opset)
+    for name, shape in net.inputs.items():
+        g.add_input(name, shape)
+    writes: dict[str, int] = {}
+    for layer in net.layers:
+        for t in layer.tops:
+            writes[t] = writes.get(t, 0) + 1
+    for blob in writes:
+        g.reserve(blob)
+    current = {name: name for name in net.inputs}
+    seen: dict[str, int] = {}
+    for layer in net.layers:
+        conv = registry.get(layer)
+        bottoms = [current[b] for b in layer.bottoms]
+        tops = []
+        for t in layer.tops:
+            seen[t] = seen.get(t, 0) + 1
+            tops.append(t if seen[t] == writes[t] else g.tmp(f"{t}@{layer.name}"))
+        conv.export(layer, g, bottoms, tops, params.get(layer.name, []), net.phase)
+        for t, v in zip(layer.tops, tops):
+            current[t] = v
+    if expose_blobs:
+        wanted = net.blobs
+    elif outputs is not None:
+        wanted = list(outputs)
+    else:
+        wanted = net.outputs
+    unknown = [b for b in wanted if b not in current]
+    if unknown:
+        raise InputError(f"net '{net.name}' has no blob {unknown}")
+    batch = next(iter(net.inputs.values()))[0] if net.inputs else None
+
+    def out_info(value, blob):
+        shape = list(net.blob_shapes.get(blob, ()))
+        if shape and shape[0] == batch:
+            shape[0] = "N"
+        return helper.make_tensor_value_info(value, TensorProto.FLOAT, shape)
+
+    graph_outputs = []
+    extra_nodes = []
+    for b in wanted:
+        if b in net.inputs:  # an input cannot also be a graph output: expose a copy
+            name = g.tmp(f"{b}/output")
+            extra_nodes.append(helper.make_node("Identity", [b], [name], name=f"{b}/output"))
+            graph_outputs.append(out_info(name, b))
+        else:
+            graph_outputs.append(out_info(b, b))
+    graph = helper.make_graph(g.nodes + extra_nodes, net.name or "caffe_net", g.inputs, graph_outputs,
+                              initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="radiogenomics-replica models", doc_string=f"Caffe net {net.name} "
+                              f"({net.phase}) converted layer by layer")
+    model.ir_version = min(model.ir_version, 9)
+    onnx.checker.check_model(model)
+    return model
+
+
+def to_onnx(source, path=None, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET):
+    """Export a :class:`models.Net` or :class:`models.CaffeModule` to ONNX; write ``path`` atomically if given.
+
+    Returns the ``onnx.ModelProto`` (``onnx.checker`` has passed on it).
+    """
+    model = build_onnx(source, expose_blobs=expose_blobs, outputs=outputs, opset=opset)
+    if path is not None:
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name + ".",
+                                   suffix=".tmp")
+        os.close(fd)
+        try:
+            onnx.save(model, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return model

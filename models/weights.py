@@ -1,0 +1,40 @@
+"""Weights of a :class:`~models.torch_builder.CaffeModule` from and to ``.caffemodel`` files.
+
+Loading follows Caffe's ``Net::CopyTrainedLayersFrom`` (src/caffe/net.cpp): layers are matched by name; layers of
+the file that the net lacks are ignored (fine-tuning renames the new last layer), layers of the net that the file
+lacks keep their filler values; a blob count or shape that does not fit raises :class:`WeightsError` naming the
+layer, the blob index and both shapes. Legacy V1 4-D shapes (``(1, 1, N, K)`` for ``(N, K)``) are accepted, as
+Caffe's ``ShapeEquals`` does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.caffemodel import params_for_net, read_caffemodel, write_caffemodel
+
+
+def load_caffemodel(module, path, strict: bool = False) -> dict:
+    """Copy the blobs of the caffemodel at ``path`` into ``module``; return ``{"loaded": [...], "missing": [...],
+    "ignored": [...]}`` (layer names). ``strict``: every layer with parameters must be in the file."""
+    model = read_caffemodel(path)
+    params = params_for_net(module.net, model, strict=strict)
+    targets = module.caffe_params()
+    with torch.no_grad():
+        for name, arrays in params.items():
+            for p, arr in zip(targets[name], arrays):
+                p.copy_(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(p.shape))
+    net_layers = {l.name for l in module.net.layers}
+    return {"loaded": list(params),
+            "missing": [n for n in targets if n not in params],
+            "ignored": [n for n, _, b in model.layers if b and n not in net_layers]}
+
+
+def module_params(module) -> dict:
+    """``{layer name: [np.ndarray]}``: the module's blobs as float32 arrays, in Caffe order."""
+    return {name: [p.detach().cpu().float().numpy() for p in ps] for name, ps in module.caffe_params().items()}
+
+
+def save_caffemodel(module, path, version: str = "V2", dtype: str = "float32") -> None:
+    """Write ``module``'s blobs as a caffemodel (atomically; ``version`` "V1" writes the legacy format)."""
+    write_caffemodel(path, module.net, module_params(module), version=version, dtype=dtype)

@@ -1,0 +1,381 @@
+"""The paper's three approaches under its protocol, as a grid of cells (Zhu et al. 2019, Tables 3-6, Figures 2-3).
+
+A *cell* is one number of one table (e.g. Table 5, GoogLeNet, patch 120, poly). Each cell is evaluated by
+patient-level stratified 10-fold CV repeated ``n_repeats`` times (replicate.protocol); the unit of work, stored
+atomically and skipped on resume, is one (cell, repeat, fold).
+
+- Table 3 / Figure 2 row 1: training from scratch, four nets from ``prototxt/``, lr sweep on VGG_R.
+- Table 4 / Figure 2 row 2: transfer learning from ImageNet GoogLeNet and VGG16, sweep of the last layer's lr.
+- Table 5 / Table 6 / Figure 3: deep features + SVM; features cached per (net, weights, patches, blob).
+
+Presets: ``paper`` is the full grid; ``smoke`` keeps the protocol's structure (10 stratified patient-level folds,
+every table cell) but shrinks the cohort, epochs, repeats and per-patient patch counts so it finishes in minutes
+on 2 CPU cores. Every difference is listed by :meth:`Preset.differences` and printed in the report.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from replicate.errors import ConfigError, ReplicateError
+from replicate.protocol import FoldResult, patient_folds, repeat_seed, summarise
+from replicate.runstate import RunState, atomic_write_json
+
+REPO = Path(__file__).resolve().parent.parent
+PROTOTXT = REPO / "prototxt"
+NO_WEIGHTS_FLAG = "no pretrained weights: not comparable to the paper"
+
+#: Table 3 rows -> prototxt folder (the Table 2 nets, 2-way outputs)
+SCRATCH_NETS = {"GoogleNet": "googlenet", "GoogleNet_R": "googlenet_r", "VGGNet_R": "vgg_r", "CIFAR": "cifar"}
+#: ImageNet nets: row name -> (transfer prototxt folder, 1000-way feature folder, caffemodel, new 2-way layer)
+IMAGENET_NETS = {
+    "GoogleNet": ("googlenet_transfer", "googlenet_imagenet", "bvlc_googlenet.caffemodel",
+                  ("loss3/classifier_2way", "loss1/classifier_2way", "loss2/classifier_2way")),
+    "VGGNet": ("vgg16", "vgg16_imagenet", "VGG_ILSVRC_16_layers.caffemodel", ("fc8_2way",)),
+}
+#: Table 5 rows (network, patch size, kernel)
+TABLE5_ROWS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet", 120, "poly"),
+               ("GoogleNet", 120, "linear"), ("VGGNet", 80, "poly"), ("VGGNet", 120, "poly")]
+#: Table 6 columns: GoogLeNet blobs, patch 120, poly kernel (see compare/data/README.md)
+TABLE6_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
+                "inception_4b/output", "inception_4c/output", "inception_4d/output", "inception_4e/output",
+                "inception_5a/output", "inception_5b/output", "loss3/classifier"]
+DEFAULT_FEATURE_BLOB = {"GoogleNet": "loss3/classifier", "VGGNet": "fc8"}
+
+
+@dataclass
+class Preset:
+    name: str
+    n_folds: int = 10
+    n_repeats: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+    scratch_patch_size: int = 80          # the paper does not say which patch size trained the scratch nets
+    transfer_patch_size: int = 80         # nor which fed transfer learning
+    scratch_epochs: int = 40
+    transfer_epochs: int = 40
+    batch_size: int = 32                  # not given in the paper
+    scratch_lr: float = 0.0001
+    scratch_lr_sweep: tuple = (0.0001, 0.0005, 0.00002)
+    transfer_base_lr: float = 0.0001
+    transfer_last_lr: float = 0.001
+    transfer_lr_sweep: tuple = (0.001, 0.005, 0.0002)
+    feature_patch_sizes: tuple = (80, 120)
+    table6_patch_size: int = 120
+    table6_kernel: str = "poly"
+    max_iters_per_epoch: dict = field(default_factory=dict)   # net input size -> cap (smoke)
+    max_train_patches_per_patient: int | None = None
+    max_score_patches_per_patient: int | None = None
+    synth: dict = field(default_factory=lambda: {"n_patients": 270, "seed": 0})  # synthetic cohort, no --data
+
+    def differences(self) -> list[str]:
+        """How this preset departs from the paper's protocol (printed in the report)."""
+        paper = PRESETS["paper"]
+        out = []
+        for k, v in asdict(self).items():
+            if k in ("name", "synth"):
+                continue
+            pv = getattr(paper, k)
+            if v != pv:
+                out.append(f"{k}: {v!r} (paper preset: {pv!r})")
+        return out
+
+
+PRESETS = {
+    "paper": Preset("paper"),
+    "smoke": Preset(
+        "smoke", n_repeats=1, n_boot=1000, scratch_epochs=2, transfer_epochs=1, batch_size=8,
+        max_iters_per_epoch={224: 1, 80: 4, 64: 4},
+        max_train_patches_per_patient=2, max_score_patches_per_patient=1,
+        synth={"n_patients": 33, "seed": 0},
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"--preset {name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+# --------------------------------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class Cell:
+    """One table cell (or sweep point)."""
+
+    table: str        # "table3" | "table4" | "table5" | "table6" | "sweep_scratch" | "sweep_transfer"
+    approach: str     # "scratch" | "transfer" | "features"
+    network: str
+    lr: float | None = None
+    patch_size: int | None = None
+    kernel: str | None = None
+    blob: str | None = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.approach, self.network]
+        if self.lr is not None:
+            parts.append(f"lr={self.lr:g}")
+        if self.patch_size is not None:
+            parts.append(f"patch={self.patch_size}")
+        if self.kernel is not None:
+            parts.append(f"kernel={self.kernel}")
+        if self.blob is not None:
+            parts.append(f"blob={self.blob}")
+        return "/".join(parts)
+
+
+def cells(p: Preset) -> dict[str, list[Cell]]:
+    """Every cell of every table; cells shared between tables (same id) are computed once."""
+    t3 = [Cell("table3", "scratch", n, lr=p.scratch_lr, patch_size=p.scratch_patch_size) for n in SCRATCH_NETS]
+    s3 = [Cell("sweep_scratch", "scratch", "VGGNet_R", lr=lr, patch_size=p.scratch_patch_size)
+          for lr in p.scratch_lr_sweep]
+    t4 = [Cell("table4", "transfer", n, lr=p.transfer_last_lr, patch_size=p.transfer_patch_size)
+          for n in IMAGENET_NETS]
+    s4 = [Cell("sweep_transfer", "transfer", "GoogleNet", lr=lr, patch_size=p.transfer_patch_size)
+          for lr in p.transfer_lr_sweep]
+    t5 = [Cell("table5", "features", n, patch_size=s, kernel=k, blob=DEFAULT_FEATURE_BLOB[n])
+          for n, s, k in TABLE5_ROWS]
+    t6 = [Cell("table6", "features", "GoogleNet", patch_size=p.table6_patch_size, kernel=p.table6_kernel, blob=b)
+          for b in TABLE6_BLOBS]
+    return {"table3": t3, "sweep_scratch": s3, "table4": t4, "sweep_transfer": s4, "table5": t5, "table6": t6}
+
+
+def unique_cells(p: Preset) -> list[Cell]:
+    seen, out = set(), []
+    for cs in cells(p).values():
+        for c in cs:
+            if c.id not in seen:
+                seen.add(c.id)
+                out.append(c)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- nets
+def scratch_spec(network: str):
+    """Table 3 net: train_val (TRAIN), deploy (TEST), solver; input transform from the TRAIN data layer."""
+    return _spec(network, PROTOTXT / SCRATCH_NETS[network], train=True, weights=None, resize=None, new_layers=())
+
+
+def imagenet_spec(network: str, weights_dir: Path | None, transfer: bool):
+    """Table 4 (transfer=True: the 2-way fine-tuning net, resize 256 + random 224 crop) or Tables 5-6 (the 1000-way
+    ImageNet deploy net, features only)."""
+    tfolder, ffolder, fname, new = IMAGENET_NETS[network]
+    w = None
+    if weights_dir is not None:
+        w = Path(weights_dir) / fname
+        if not w.exists():
+            raise ConfigError(f"--weights-dir {weights_dir}: {fname} not found (python -m models fetch-weights DIR)")
+    if transfer:
+        return _spec(network, PROTOTXT / tfolder, train=True, weights=w, resize=256, new_layers=new)
+    return _spec(network, PROTOTXT / ffolder, train=False, weights=w, resize=None, new_layers=())
+
+
+def _spec(network, folder: Path, train: bool, weights, resize, new_layers):
+    from replicate.training import NetSpec, data_transform
+
+    deploy = folder / "deploy.prototxt"
+    size = _input_side(deploy)
+    if train:
+        tv = folder / "train_val.prototxt"
+        if not tv.exists():
+            raise ConfigError(f"{tv}: missing (training needs the train_val net)")
+        t = data_transform(tv)
+        if t["crop_size"] and t["crop_size"] != size:
+            raise ConfigError(f"{tv}: crop_size {t['crop_size']} but {deploy} takes {size}")
+        return NetSpec(network, deploy, tv, folder / "solver.prototxt", size, resize=resize,
+                       style="imagenet" if t["mean"] else "scratch", mirror=t["mirror"], weights=weights,
+                       new_layers=tuple(new_layers))
+    return NetSpec(network, deploy, None, None, size, style="imagenet", weights=weights)
+
+
+def _input_side(deploy: Path) -> int:
+    import models
+
+    if not deploy.exists():
+        raise ConfigError(f"{deploy}: missing (the experiments need the prototxt/ nets)")
+    net = models.load_net(deploy, phase="TEST", batch=1)
+    return int(next(iter(net.inputs.values()))[-1])
+
+
+def weights_id(spec) -> str:
+    """SHA1 of the caffemodel, or a marker for Caffe-filler random init (seeded)."""
+    if spec.weights is None:
+        return "random-init"
+    from models.fetch import sha1_of
+
+    return sha1_of(spec.weights)
+
+
+# --------------------------------------------------------------------------------------------- data
+def select_rows(index: pd.DataFrame, max_train: int | None, max_score: int | None) -> np.ndarray:
+    """Row numbers used by every approach. ``None`` keeps all (paper); otherwise the first ``max_*`` patches of
+    each patient per role, centre/middle patches first (smoke), so every approach sees the same subset."""
+    if max_train is None and max_score is None:
+        return np.arange(len(index))
+    pri = {"centre": 0, "mid": 0}
+    df = index.reset_index(drop=True).assign(_row=np.arange(len(index)),
+                                             _pri=index["kind"].map(lambda k: pri.get(k, 1)).to_numpy())
+    keep = []
+    for (pid, role), g in df.groupby(["patient_id", "role"], sort=True):
+        cap = max_train if role == "train" else max_score
+        g = g.sort_values(["_pri", "slice", "_row"])
+        keep.append(g["_row"].to_numpy() if cap is None else g["_row"].to_numpy()[:cap])
+    return np.sort(np.concatenate(keep))
+
+
+def patients_table(index: pd.DataFrame) -> pd.DataFrame:
+    pts = index.groupby("patient_id", sort=True)["label"].agg(["min", "max"]).reset_index()
+    bad = pts[pts["min"] != pts["max"]]
+    if len(bad):
+        raise ReplicateError(f"patch index: patient {bad.iloc[0]['patient_id']!r} has patches with both labels")
+    return pd.DataFrame({"patient_id": pts["patient_id"].astype(str), "label": pts["min"].astype(int)})
+
+
+# --------------------------------------------------------------------------------------------- runner
+class Runner:
+    """Runs every cell of a preset on patch stores (one per patch size), resumably."""
+
+    def __init__(self, preset: Preset, stores: dict, run_dir: Path, device, weights_dir: Path | None = None,
+                 progress: bool = True, log=print):
+        self.p, self.stores, self.run_dir = preset, stores, Path(run_dir)
+        self.device, self.weights_dir, self.progress, self.log = device, weights_dir, progress, log
+        self.state = RunState(run_dir)
+        self.timings: dict[str, float] = {}
+        from replicate.features import FeatureCache
+
+        self.cache = FeatureCache(run_dir)
+        first = stores[sorted(stores)[0]]
+        self.patients = patients_table(first.index)
+        self.folds = {r: patient_folds(self.patients, preset.n_folds, seed=repeat_seed(preset.seed, r), repeat=r)
+                      for r in range(preset.n_repeats)}
+
+    def store(self, size: int):
+        if size not in self.stores:
+            raise ConfigError(f"no patch store for patch size {size} (have {sorted(self.stores)})")
+        return self.stores[size]
+
+    def rows(self, size: int) -> np.ndarray:
+        return select_rows(self.store(size).index, self.p.max_train_patches_per_patient,
+                           self.p.max_score_patches_per_patient)
+
+    def unit_key(self, cell: Cell, repeat: int, fold: int) -> str:
+        return f"{cell.id}|repeat={repeat}|fold={fold}|seed={self.p.seed}|store={self.store(cell.patch_size).key}"
+
+    # -- one cell ---------------------------------------------------------------------------------
+    def run_cell(self, cell: Cell, bar=None) -> list[FoldResult]:
+        t0 = time.perf_counter()
+        out = []
+        feats = None
+        for r in range(self.p.n_repeats):
+            for fold in self.folds[r]:
+                key = self.unit_key(cell, r, fold.fold)
+                if self.state.done(key):
+                    out.append(FoldResult.from_json(self.state.load(key)))
+                else:
+                    if cell.approach == "features" and feats is None:
+                        feats = self.features(cell)
+                    res = self.run_unit(cell, fold, feats)
+                    self.state.save(key, res.to_json())
+                    out.append(res)
+                if bar is not None:
+                    bar.update(1)
+        self.timings[cell.id] = self.timings.get(cell.id, 0.0) + time.perf_counter() - t0
+        return out
+
+    def unit_seed(self, cell: Cell, repeat: int, fold: int) -> int:
+        h = hashlib.sha1(f"{cell.id}|{repeat}|{fold}|{self.p.seed}".encode()).hexdigest()
+        return int(h[:8], 16)
+
+    def run_unit(self, cell: Cell, fold, feats) -> FoldResult:
+        from replicate.training import TrainSettings, fold_data, train_fold
+
+        store = self.store(cell.patch_size)
+        data = fold_data(store.index, fold, self.rows(cell.patch_size))
+        seed = self.unit_seed(cell, fold.repeat, fold.fold)
+        if cell.approach == "features":
+            return svm_fold(cell, fold, data, feats)
+        if cell.approach == "scratch":
+            spec = scratch_spec(cell.network)
+            st = TrainSettings(epochs=self.p.scratch_epochs, batch_size=self.p.batch_size, base_lr=cell.lr,
+                               max_iters_per_epoch=self.p.max_iters_per_epoch.get(spec.input_size))
+        else:
+            spec = imagenet_spec(cell.network, self.weights_dir, transfer=True)
+            st = TrainSettings(epochs=self.p.transfer_epochs, batch_size=self.p.batch_size,
+                               base_lr=self.p.transfer_base_lr, last_lr=cell.lr,
+                               max_iters_per_epoch=self.p.max_iters_per_epoch.get(spec.input_size))
+        return train_fold(spec, store, fold, data, st, seed, self.device)
+
+    def features(self, cell: Cell) -> dict:
+        """All feature matrices this net/patch size needs (every blob of Tables 5-6 in one pass)."""
+        from replicate.features import cached_features
+        from replicate.training import NetPair
+
+        spec = imagenet_spec(cell.network, self.weights_dir, transfer=False)
+        store = self.store(cell.patch_size)
+        rows = self.rows(cell.patch_size)
+        blobs = sorted({c.blob for c in unique_cells(self.p)
+                        if c.approach == "features" and c.network == cell.network
+                        and c.patch_size == cell.patch_size})
+        seed = self.unit_seed(Cell("features", "features", cell.network), 0, 0)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(rows), desc=f"features {cell.network} patch {cell.patch_size}", unit="patch",
+                       leave=False)
+        f = cached_features(self.cache, lambda: NetPair(spec, self.p.batch_size, seed, self.device), store, rows,
+                            spec, blobs, weights_id(spec), batch=self.p.batch_size, progress=bar)
+        if bar is not None:
+            bar.close()
+        return {"rows": rows, "blobs": f}
+
+    # -- everything ---------------------------------------------------------------------------------
+    def run_all(self) -> dict[str, list[FoldResult]]:
+        todo = unique_cells(self.p)
+        n_units = len(todo) * self.p.n_repeats * self.p.n_folds
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_units, desc=f"{self.p.name}: folds", unit="fold")
+        results = {}
+        for cell in todo:
+            if bar is not None:
+                bar.set_postfix_str(cell.id[:60])
+            results[cell.id] = self.run_cell(cell, bar)
+        if bar is not None:
+            bar.close()
+        return results
+
+
+def svm_fold(cell: Cell, fold, data, feats) -> FoldResult:
+    """Fit standardise+SVC on the fold's training patches, score patients by their mean decision value."""
+    from replicate.protocol import patient_scores
+    from replicate.svm import make_svm
+    from replicate.training import split_auc
+
+    rows, x = feats["rows"], feats["blobs"][cell.blob]
+    where = {int(r): i for i, r in enumerate(rows)}
+    xtr = x[[where[int(r)] for r in data.train_rows]]
+    xsc = x[[where[int(r)] for r in data.score_rows]]
+    model = make_svm(cell.kernel).fit(xtr, data.train_labels)
+    s = model.decision_function(xsc)
+    scores = patient_scores(data.score_patients, s)
+    tr_auc, te, te_y, te_s = split_auc(fold, scores, data.labels)
+    return FoldResult(fold.repeat, fold.fold, te, te_y, te_s, tr_auc,
+                      {"n_train_patches": int(len(xtr)), "feature_length": int(x.shape[1])})
+
+
+def summaries(p: Preset, results: dict[str, list[FoldResult]]) -> dict[str, dict]:
+    """Protocol summary of every cell id."""
+    out = {}
+    for cid, rs in results.items():
+        out[cid] = summarise(rs, n_folds=p.n_folds, n_boot=p.n_boot, seed=p.seed).to_json()
+    return out

@@ -1,0 +1,352 @@
+"""Tables 3-6 next to the paper's numbers, Figures 2-3, ROC curves, and the run's markdown report
+(Zhu et al. 2019, Tables 3-6, Figures 2-3; the paper's numbers come from ``compare/data`` via ``compare.paper``).
+
+Files written under the run folder (all atomically):
+
+- ``results/table3.csv`` ... ``table6.csv``, ``results/lr_sweeps.csv``: one row per paper row, ours beside the
+  paper's (``ours_*`` and ``paper_*`` columns), whether ours lies inside the paper's 95% CI, the difference, and a
+  ``note`` ("no pretrained weights: not comparable to the paper" where it applies).
+- ``results/summary.json``: every cell's protocol summary; ``results/folds.csv``: every fold's AUCs.
+- ``figures/figure2.png`` (per-epoch train/test AUC, the learning-rate sweeps), ``figures/figure3.png`` (Table 6
+  by layer), ``figures/roc_table{3,4,5}.png`` (pooled out-of-fold patient ROC of the reported repeat).
+- ``report.md``: provenance, how the run departs from the paper, the tables, figures and (after
+  ``pytest compare/ --run RUN``) the cell-by-cell comparison.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from replicate.runstate import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+NO_CI_TOLERANCE = 0.05   # compare/paper.py NO_CI_TOLERANCE (kept equal; see compare/data/README.md)
+
+
+def _paper():
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from compare import paper
+
+    return paper
+
+
+# --------------------------------------------------------------------------------------------- tables
+def side_by_side(preset, cell_lists: dict, summ: dict, flags: dict) -> dict[str, pd.DataFrame]:
+    """Tables 3-6 and the sweeps: the paper's rows with our numbers beside them."""
+    paper = _paper()
+    out = {}
+    for name in ("table3", "table4", "table5", "table6"):
+        pt = paper.load(name).copy()
+        cs = cell_lists[name]
+        if len(cs) != len(pt):
+            raise ValueError(f"{name}: {len(cs)} cells for {len(pt)} paper rows")
+        rows = []
+        for (_, prow), cell in zip(pt.iterrows(), cs):
+            s = summ.get(cell.id)
+            rows.append(_row(prow, cell, s, flags.get(cell.id, "")))
+        out[name] = pd.DataFrame(rows)
+    sw = paper.load("lr_sweeps")
+    rows = []
+    for (_, prow), cell in zip(sw.iterrows(), cell_lists["sweep_scratch"] + cell_lists["sweep_transfer"]):
+        rows.append(_row(prow, cell, summ.get(cell.id), flags.get(cell.id, "")))
+    out["lr_sweeps"] = pd.DataFrame(rows)
+    return out
+
+
+def _row(prow, cell, s, note) -> dict:
+    d = {k: prow[k] for k in prow.index if k not in ("train_auc", "test_auc", "ci_low", "ci_high")}
+    d["cell"] = cell.id
+    d["paper_train_auc"] = prow.get("train_auc", np.nan)
+    d["paper_test_auc"] = prow["test_auc"]
+    d["paper_ci_low"] = prow.get("ci_low", np.nan)
+    d["paper_ci_high"] = prow.get("ci_high", np.nan)
+    if s is None:
+        d.update(ours_train_auc=np.nan, ours_test_auc=np.nan, ours_ci_low=np.nan, ours_ci_high=np.nan,
+                 repeats=0, folds=0)
+    else:
+        d.update(ours_train_auc=s["train_auc"], ours_test_auc=s["test_auc"], ours_ci_low=s["ci_low"],
+                 ours_ci_high=s["ci_high"], repeats=len(s["repeat_aucs"]), folds=s["n_folds"])
+    d.update(judge(d))
+    d["note"] = note
+    return d
+
+
+def judge(d: dict) -> dict:
+    """Inside the paper's CI (or within NO_CI_TOLERANCE where it gives none), and by how much."""
+    ours, pap = d["ours_test_auc"], d["paper_test_auc"]
+    lo, hi = d.get("paper_ci_low", np.nan), d.get("paper_ci_high", np.nan)
+    diff = ours - pap if not (pd.isna(ours) or pd.isna(pap)) else np.nan
+    if pd.isna(diff):
+        return {"diff_test": np.nan, "agrees": np.nan, "criterion": "missing", "outside_by": np.nan}
+    if not (pd.isna(lo) or pd.isna(hi)):
+        outside = max(lo - ours, ours - hi, 0.0)
+        return {"diff_test": diff, "agrees": bool(outside == 0.0), "criterion": "inside paper 95% CI",
+                "outside_by": outside}
+    outside = max(abs(diff) - NO_CI_TOLERANCE, 0.0)
+    return {"diff_test": diff, "agrees": bool(outside == 0.0), "criterion": f"|diff| <= {NO_CI_TOLERANCE}",
+            "outside_by": outside}
+
+
+def folds_table(results: dict) -> pd.DataFrame:
+    rows = []
+    for cid, rs in results.items():
+        for r in rs:
+            rows.append({"cell": cid, "repeat": r.repeat, "fold": r.fold, "n_test_patients": len(r.test_ids),
+                         "test_auc": r.test_auc if len(set(r.test_labels)) == 2 else np.nan,
+                         "train_auc": r.train_auc})
+    return pd.DataFrame(rows)
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+
+
+# --------------------------------------------------------------------------------------------- figures
+def _savefig(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _median_repeat_curves(rs, median_repeat: int):
+    cur = [r.extra.get("curves") for r in rs if r.repeat == median_repeat and r.extra.get("curves")]
+    if not cur:
+        return None
+    n = min(len(c["epoch"]) for c in cur)
+    tr = np.nanmean([c["train_auc"][:n] for c in cur], axis=0)
+    te = np.nanmean([np.asarray(c["test_auc"][:n], float) for c in cur], axis=0)
+    return np.arange(1, n + 1), tr, te
+
+
+def figure2(path: Path, cell_lists, results, summ, flags) -> None:
+    """Figure 2: row 1 VGG_R from scratch at 3 lrs, row 2 GoogLeNet transfer at 3 last-layer lrs. Red: test
+    AUC, blue: training AUC (as the paper), averaged over the folds of the reported repeat."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paper = _paper().load("lr_sweeps")
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharey=True)
+    for row, key in enumerate(("sweep_scratch", "sweep_transfer")):
+        for col, cell in enumerate(cell_lists[key]):
+            ax = axes[row, col]
+            s = summ.get(cell.id)
+            c = _median_repeat_curves(results.get(cell.id, []), s["median_repeat"]) if s else None
+            if c is not None:
+                ax.plot(c[0], c[1], "b-o", ms=3, label="training AUC")
+                ax.plot(c[0], c[2], "r-o", ms=3, label="test AUC")
+            p = paper[(paper.approach == cell.approach) & np.isclose(paper.lr, cell.lr)]
+            if len(p):
+                ax.axhline(float(p.test_auc.iloc[0]), color="r", ls=":", lw=1, label="paper test AUC")
+            what = "scratch VGG_R, lr" if row == 0 else "transfer GoogLeNet, last-layer lr"
+            title = f"{what} {cell.lr:g}"
+            if flags.get(cell.id):
+                title += "\n(" + flags[cell.id] + ")"
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel("epoch")
+            ax.set_ylim(0.0, 1.02)
+            if col == 0:
+                ax.set_ylabel("AUC")
+            if row == 0 and col == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle("Figure 2 (replicated): AUC during training", fontsize=10)
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def figure3(path: Path, table6: pd.DataFrame) -> None:
+    """Figure 3: AUC of each GoogLeNet layer's features (ours solid, paper dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x = np.arange(len(table6))
+    ax.plot(x, table6.ours_train_auc, "b-o", label="training AUC (ours)")
+    ax.plot(x, table6.ours_test_auc, "r-o", label="test AUC (ours)")
+    ax.fill_between(x, table6.ours_ci_low, table6.ours_ci_high, color="r", alpha=0.12, label="ours 95% CI")
+    ax.plot(x, table6.paper_train_auc, "b--", alpha=0.6, label="training AUC (paper)")
+    ax.plot(x, table6.paper_test_auc, "r--", alpha=0.6, label="test AUC (paper)")
+    ax.set_xticks(x, [f"{a}\n{b}" for a, b in zip(table6.paper_label, table6.feature_length)], fontsize=7)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_ylabel("AUC")
+    note = table6.note.iloc[0] if "note" in table6 and table6.note.iloc[0] else ""
+    ax.set_title("Figure 3 (replicated): features from different GoogLeNet layers" + (f"\n({note})" if note else ""),
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def roc_figure(path: Path, title: str, cells, results, summ, flags) -> None:
+    """Pooled out-of-fold patient-level ROC curves of the reported (median) repeat, one per table row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for cell in cells:
+        s = summ.get(cell.id)
+        if s is None:
+            continue
+        rs = [r for r in results[cell.id] if r.repeat == s["median_repeat"]]
+        y = np.concatenate([r.test_labels for r in rs])
+        sc = np.concatenate([r.test_scores for r in rs])
+        fpr, tpr, _ = roc_curve(y, sc)
+        ax.plot(fpr, tpr, lw=1.2, label=f"{cell.id} (fold-mean AUC {s['test_auc']:.2f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    flag = next((flags[c.id] for c in cells if flags.get(c.id)), "")
+    ax.set_title(title + (f"\n({flag})" if flag else ""), fontsize=8)
+    ax.legend(fontsize=6, loc="lower right")
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------- report
+def _fmt(v, nd=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.{nd}f}"
+
+
+def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
+    head = keys + ["ours train", "ours test [95% CI]", "paper train", "paper test [95% CI]", "agrees", "diff",
+                   "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in df.iterrows():
+        pci = (f" [{_fmt(r.paper_ci_low)}, {_fmt(r.paper_ci_high)}]"
+               if not pd.isna(r.get("paper_ci_low", np.nan)) else "")
+        cells = [str(r[k]) for k in keys] + [
+            _fmt(r.ours_train_auc), f"{_fmt(r.ours_test_auc)} [{_fmt(r.ours_ci_low)}, {_fmt(r.ours_ci_high)}]",
+            _fmt(r.paper_train_auc), f"{_fmt(r.paper_test_auc)}{pci}",
+            {True: "yes", False: "no"}.get(r.agrees, "—"), _fmt(r.diff_test, 3), r.note or ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLE_TITLES = {
+    "table3": ("Table 3: training from scratch", ["network", "input"]),
+    "table4": ("Table 4: transfer learning", ["network", "input"]),
+    "table5": ("Table 5: deep features + SVM", ["network", "patch_size", "kernel"]),
+    "table6": ("Table 6: features from different GoogLeNet layers (patch 120, poly SVM)",
+               ["paper_label", "blob", "feature_length"]),
+    "lr_sweeps": ("Figure 2 learning-rate sweeps", ["approach", "network", "lr_setting", "lr"]),
+}
+
+
+def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str | None = None) -> Path:
+    """Write ``report.md`` (provenance, departures from the paper, tables, figures, comparison)."""
+    run_dir = Path(run_dir)
+    p = provenance
+    L = [f"# Replication run: preset `{p['preset']}`", ""]
+    if p.get("no_pretrained_weights"):
+        L += [f"> **{p['no_pretrained_weights']}** — transfer-learning and deep-feature numbers (Tables 4-6, "
+              "Figure 2 row 2, Figure 3) come from randomly initialised nets (Caffe fillers, seeded).", ""]
+    L += ["## Provenance", ""]
+    for k in ("started_utc", "finished_utc", "code_version", "device", "torch", "seed", "n_folds", "n_repeats",
+              "n_boot", "wall_seconds"):
+        if k in p:
+            L.append(f"- **{k}**: {p[k]}")
+    L += ["", "### Cohort and exclusion flow", ""]
+    for line in p.get("cohort", {}).get("flow", []):
+        L.append(f"- {line}")
+    for k, v in p.get("cohort", {}).items():
+        if k != "flow":
+            L.append(f"- {k}: {v}")
+    L += ["", "### Weights", ""]
+    for w in p.get("weights", []):
+        L.append(f"- {w['network']}: `{w.get('file') or 'none'}` SHA1 `{w.get('sha1') or '—'}` ({w['status']})")
+    L += ["", "### How this run departs from the paper's protocol", ""]
+    for d in p.get("differences", []) or ["none: the paper preset"]:
+        L.append(f"- {d}")
+    for d in p.get("fixed_choices", []):
+        L.append(f"- {d}")
+    L += ["", "### Time per cell (seconds, this run)", ""]
+    for k, v in sorted(p.get("timings", {}).items(), key=lambda kv: -kv[1]):
+        L.append(f"- {k}: {v:.1f}")
+    L += ["", "## Results", "",
+          "AUC = mean over the 10 folds of the patient-level AUC (a patient's score is the mean over its scoring "
+          "patches), median over repeats; 95% CI by a bootstrap over patients within folds "
+          f"({p.get('n_boot')} resamples). Agreement: ours inside the paper's 95% CI (Tables 3-5), or within "
+          f"{NO_CI_TOLERANCE} of the paper where it gives no CI (Table 6, sweeps).", ""]
+    for name in ("table3", "table4", "table5", "table6", "lr_sweeps"):
+        title, keys = TABLE_TITLES[name]
+        L += [f"### {title}", "", markdown_table(tables[name], keys), ""]
+    L += ["## Figures", "", "![Figure 2](figures/figure2.png)", "", "![Figure 3](figures/figure3.png)", "",
+          "![ROC Table 3](figures/roc_table3.png) ![ROC Table 4](figures/roc_table4.png) "
+          "![ROC Table 5](figures/roc_table5.png)", ""]
+    L += ["## Comparison with the paper (pytest compare/ --run RUN)", "",
+          comparison or "_not run yet: `pytest compare/ --run " + str(run_dir) + "`_", ""]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(L))
+    return path
+
+
+def comparison_markdown(run_dir: Path) -> tuple[str, pd.DataFrame]:
+    """Cell-by-cell comparison of a finished run's tables with the paper."""
+    rows = []
+    for name in ("table3", "table4", "table5", "table6", "lr_sweeps"):
+        df = pd.read_csv(Path(run_dir) / "results" / f"{name}.csv", keep_default_na=True)
+        for _, r in df.iterrows():
+            rows.append({"table": name, "cell": r["cell"], "ours": r["ours_test_auc"], "paper": r["paper_test_auc"],
+                         "paper_ci": (f"[{r['paper_ci_low']:.2f}, {r['paper_ci_high']:.2f}]"
+                                      if not pd.isna(r.get("paper_ci_low", np.nan)) else "—"),
+                         "criterion": r["criterion"], "agrees": r["agrees"], "outside_by": r["outside_by"],
+                         "diff": r["diff_test"], "note": r.get("note", "") if not pd.isna(r.get("note", "")) else ""})
+    cmp = pd.DataFrame(rows)
+    n_ok = int((cmp.agrees == True).sum())  # noqa: E712
+    lines = [f"{n_ok} of {len(cmp)} cells agree with the paper (criterion per row).", "",
+             "| table | cell | ours | paper | paper CI | criterion | agrees | outside by | diff | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in cmp.iterrows():
+        lines.append(f"| {r.table} | {r.cell} | {_fmt(r.ours)} | {_fmt(r.paper)} | {r.paper_ci} | {r.criterion} | "
+                     f"{'yes' if r.agrees == True else 'no'} | {_fmt(r.outside_by, 3)} | {_fmt(r['diff'], 3)} | "
+                     f"{r.note} |")
+    return "\n".join(lines), cmp
+
+
+def insert_comparison(run_dir: Path) -> pd.DataFrame:
+    """Write the comparison into ``report.md`` (replacing an earlier one) and ``results/comparison.csv``."""
+    text, cmp = comparison_markdown(run_dir)
+    write_csv(Path(run_dir) / "results" / "comparison.csv", cmp)
+    path = Path(run_dir) / "report.md"
+    body = path.read_text(encoding="utf-8")
+    marker = "## Comparison with the paper (pytest compare/ --run RUN)"
+    head = body.split(marker)[0] if marker in body else body + "\n"
+    atomic_write_text(path, head + marker + "\n\n" + text + "\n")
+    return cmp
+
+
+def write_all(run_dir: Path, preset, cell_lists, results, summ, flags, provenance) -> dict:
+    """Every result file, figure and the report of a finished run."""
+    run_dir = Path(run_dir)
+    tables = side_by_side(preset, cell_lists, summ, flags)
+    for name, df in tables.items():
+        write_csv(run_dir / "results" / f"{name}.csv", df)
+    write_csv(run_dir / "results" / "folds.csv", folds_table(results))
+    atomic_write_json(run_dir / "results" / "summary.json",
+                      {cid: {**s, "flag": flags.get(cid, "")} for cid, s in summ.items()})
+    figs = run_dir / "figures"
+    figure2(figs / "figure2.png", cell_lists, results, summ, flags)
+    figure3(figs / "figure3.png", tables["table6"])
+    for name, title in (("table3", "Table 3 (scratch)"), ("table4", "Table 4 (transfer)"),
+                        ("table5", "Table 5 (features + SVM)")):
+        roc_figure(figs / f"roc_{name}.png", f"ROC, {title}", cell_lists[name], results, summ, flags)
+    atomic_write_json(run_dir / "provenance.json", provenance)
+    write_report(run_dir, tables, provenance)
+    return tables
