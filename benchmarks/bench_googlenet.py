@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--net", default=str(ROOT / "prototxt/googlenet_imagenet/deploy.prototxt"))
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: library default)")
+    ap.add_argument("--threads", default="1,2", help="intra-op thread counts to try for torch and onnxruntime "
+                    "(comma list; 0: library default). On a loaded machine 2 threads spin-wait badly")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args(argv)
 
@@ -73,12 +74,12 @@ def main(argv=None) -> int:
     import models
     from models.onnx_export import build_onnx
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")]
+    default_threads = torch.get_num_threads()
     batches = [int(b) for b in args.batches.split(",")]
     print(f"net: {args.net}")
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}")
+          f"load average {os.getloadavg()[0]:.1f} at start (numbers are only comparable on a quiet machine)")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device; stopping")
         return 1
@@ -95,18 +96,22 @@ def main(argv=None) -> int:
         results = []
         if caffe_ips:
             results.append(("caffe cpu", caffe_ips))
-        with torch.inference_mode():
-            results.append(("torch cpu fp32", timed(lambda: module(x), batch, args.seconds)))
-            cl = models.to_torch(net, seed=0).eval().to(memory_format=torch.channels_last)
-            xcl = x.contiguous(memory_format=torch.channels_last)
-            results.append(("torch cpu fp32 channels_last", timed(lambda: cl(xcl), batch, args.seconds)))
         model = build_onnx(module)
-        opts = ort.SessionOptions()
-        if args.threads:
-            opts.intra_op_num_threads = args.threads
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        feed = {name: x.numpy()}
-        results.append(("onnxruntime cpu", timed(lambda: sess.run(None, feed), batch, args.seconds)))
+        for t in threads:
+            torch.set_num_threads(t or default_threads)
+            tag = f"{t} thread{'s' if t != 1 else ''}" if t else "default threads"
+            with torch.inference_mode():
+                results.append((f"torch cpu fp32, {tag}", timed(lambda: module(x), batch, args.seconds)))
+                cl = models.to_torch(net, seed=0).eval().to(memory_format=torch.channels_last)
+                xcl = x.contiguous(memory_format=torch.channels_last)
+                results.append((f"torch cpu fp32 channels_last, {tag}", timed(lambda: cl(xcl), batch, args.seconds)))
+            opts = ort.SessionOptions()
+            if t:
+                opts.intra_op_num_threads = t
+            sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            feed = {name: x.numpy()}
+            results.append((f"onnxruntime cpu, {tag}", timed(lambda: sess.run(None, feed), batch, args.seconds)))
+        torch.set_num_threads(default_threads)
         if args.device == "cuda":
             card = torch.cuda.get_device_name(0)
             sync = torch.cuda.synchronize
@@ -124,6 +129,7 @@ def main(argv=None) -> int:
                                     timed(lambda: gcl(xgcl), batch, args.seconds, sync)))
         for label, ips in results:
             rows.append((batch, label, ips, ips / base, base_label))
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print(f"\n{'batch':>5}  {'backend':<48} {'images/s':>10}  ratio to Caffe")
     for batch, label, ips, ratio, base_label in rows:
         print(f"{batch:>5}  {label:<48} {ips:>10.1f}  {ratio:6.2f}x  vs {base_label}")

@@ -265,3 +265,31 @@ def test_googlenet_train_val_has_bvlc_aux_classifiers():
     conv = net.layer("inception_4c/3x3").proto.convolution_param
     assert conv.weight_filler.type == "xavier" and conv.bias_filler.value == pytest.approx(0.2)
     assert net.layer("loss1/classifier").param_shapes[0] == (2, 1024)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real Caffe (pycaffe from compare/golden/build_caffe.sh, when installed): same parameter count and blob shapes.
+# ---------------------------------------------------------------------------------------------------------------
+CAFFE_PROBE = """
+import json, sys, caffe
+caffe.set_mode_cpu()
+net = caffe.Net(sys.argv[1], caffe.TEST)
+print(json.dumps({"params": int(sum(b.data.size for v in net.params.values() for b in v)),
+                  "shapes": {k: list(v.data.shape) for k, v in net.blobs.items()}}))
+"""
+
+
+@pytest.mark.parametrize("folder", ["cifar", "googlenet", "googlenet_r", "googlenet_r_table2", "vgg_r_table2",
+                                    "googlenet_imagenet"])
+def test_real_caffe_agrees_on_params_and_shapes(folder):
+    pytest.importorskip("caffe")
+    path = PROTOTXT / folder / "deploy.prototxt"
+    proc = subprocess.run([sys.executable, "-c", CAFFE_PROBE, str(path)], capture_output=True, text=True,
+                          env={**__import__("os").environ, "GLOG_minloglevel": "2"})
+    assert proc.returncode == 0, f"real Caffe refused {path}:\n{proc.stderr[-2000:]}"
+    caffe_out = json.loads(proc.stdout.strip().splitlines()[-1])
+    net = models.load_net(str(path))  # the file's own batch, as Caffe sees it
+    assert caffe_out["params"] == models.net_cost(net, count_lrn=False).params
+    # Caffe adds *_split_* blobs where a blob has several readers; every one of our blobs is in Caffe's net
+    assert set(net.blob_shapes) <= set(caffe_out["shapes"])
+    assert {b: tuple(caffe_out["shapes"][b]) for b in net.blob_shapes} == dict(net.blob_shapes)

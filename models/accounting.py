@@ -3,7 +3,8 @@
 Conventions (dgschwend/netscope ``src/analyzer.coffee``; ``../shared/notes/caffe-semantics.md``), at batch 1:
 
 - Convolution: ``MACC = kh * kw * H_out * W_out * C_in * C_out / group``; params ``kh*kw*C_in*C_out/group + C_out``
-  (bias counted when the layer has one).
+  (bias counted when the layer has one). The notes and Table 2 count biases (CIFAR's 92.13K is 92,130 only with
+  them); the dgschwend/netscope analyzer.coffee we read leaves them out, so the paper's tool counted them.
 - InnerProduct: ``MACC = inputs * outputs``; params include the bias.
 - LRN: ``MACC = output elements * local_size``; 2 "params" (alpha, beta) per layer, as Netscope shows them.
 - Scale and Eltwise PROD: one MACC per output element. BatchNorm: 2 * C params (Netscope), no MACC.

@@ -138,7 +138,8 @@ def _params_of(source):
 def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The ONNX model of a :class:`models.Net` or :class:`models.CaffeModule` (its current weights).
 
-    ``outputs``: blob names to expose (default: the net's outputs); ``expose_blobs``: every blob.
+    ``outputs``: blob names to expose (default: the net's outputs; ``BLOB@LAYER`` names an earlier value of a
+    blob rewritten in place); ``expose_blobs``: every blob.
     """
     net, params = _params_of(source)
     g = OnnxGraph(opset)
@@ -168,7 +169,8 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
         wanted = list(outputs)
     else:
         wanted = net.outputs
-    unknown = [b for b in wanted if b not in current]
+    produced = {o for n in g.nodes for o in n.output}
+    unknown = [b for b in wanted if b not in current and b not in produced]
     if unknown:
         raise InputError(f"net '{net.name}' has no blob {unknown}")
     batch = next(iter(net.inputs.values()))[0] if net.inputs else None

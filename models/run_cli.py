@@ -92,6 +92,9 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
     import onnxruntime as ort
 
     from models.onnx_export import build_onnx
+    if any(l.type == "Dropout" for l in net.layers) and phase == "TRAIN":
+        raise InputError("--backend onnxruntime --phase TRAIN: the ONNX graph takes each Dropout layer's mask as "
+                         "an input (LAYER/mask), which this command does not supply; use --backend torch")
     wanted = net.blobs if blobs == "all" else (net.outputs if blobs is None else list(blobs))
     model = build_onnx(module, outputs=wanted)
     providers = ["CPUExecutionProvider"]

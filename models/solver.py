@@ -92,6 +92,8 @@ class CaffeSGD(torch.optim.Optimizer):
         self.iter = 0
         self.current_step = 0
         self.iter_size = max(1, sp.iter_size)
+        #: the objective of the last forward pass (what Caffe leaves in the loss blob)
+        self.last_loss: float | None = None
 
     @classmethod
     def from_prototxt(cls, source, module) -> "CaffeSGD":
@@ -158,6 +160,7 @@ class CaffeSGD(torch.optim.Optimizer):
             loss = self.module.loss(out)
             loss.backward()
             total += float(loss.detach())
+            self.last_loss = float(loss.detach())
         self.step()
         return total / self.iter_size
 

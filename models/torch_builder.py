@@ -96,6 +96,12 @@ class CaffeModule(nn.Module):
                 self.version_blob.append(t)
             self.steps.append((layer, ins, outs))
         self.final_version = dict(current)
+        #: earlier values of blobs rewritten in place, by the name the ONNX export gives them: "BLOB@LAYER"
+        self.version_names: dict[str, int] = {}
+        for layer, _, outs in self.steps:
+            for t, v in zip(layer.tops, outs):
+                if v != self.final_version[t]:
+                    self.version_names[f"{t}@{layer.name}"] = v
         self.first_version: dict[str, int] = {}
         for vid, blob in enumerate(self.version_blob):
             self.first_version.setdefault(blob, vid)
@@ -171,12 +177,16 @@ class CaffeModule(nn.Module):
         return out
 
     # ---- forward --------------------------------------------------------------------------------------------
+    def _version_id(self, name: str) -> int:
+        return self.final_version[name] if name in self.final_version else self.version_names[name]
+
     def _plan(self, wanted: tuple):
         """The steps needed for the final versions of ``wanted`` blobs, and when each version is last used."""
         plan = self._plans.get(wanted)
         if plan is not None:
             return plan
-        need = {self.final_version[b] for b in wanted}
+        ids = [self._version_id(b) for b in wanted]
+        need = set(ids)
         keep = []
         for idx in range(len(self.steps) - 1, -1, -1):
             layer, ins, outs = self.steps[idx]
@@ -188,7 +198,7 @@ class CaffeModule(nn.Module):
         for pos, idx in enumerate(keep):
             for v in self.steps[idx][1]:
                 last_use[v] = pos
-        plan = (keep, last_use, {self.final_version[b] for b in wanted})
+        plan = (keep, last_use, set(ids))
         self._plans[wanted] = plan
         return plan
 
@@ -242,7 +252,7 @@ class CaffeModule(nn.Module):
             wanted = tuple(self.net.blobs)
         else:
             wanted = tuple([blobs] if isinstance(blobs, str) else blobs)
-            unknown = [b for b in wanted if b not in self.final_version]
+            unknown = [b for b in wanted if b not in self.final_version and b not in self.version_names]
             if unknown:
                 raise InputError(f"net '{self.net.name}' has no blob {unknown}")
         keep, last_use, final_ids = self._plan(wanted)
@@ -276,7 +286,11 @@ class CaffeModule(nn.Module):
                 tops = mod(*xs, mask=masks[layer.name])
             else:
                 tops = mod(*xs)
+            seen_ids = {id(x) for x in xs}
             for v, t in zip(outs, tops):
+                if id(t) in seen_ids:  # an identity top: its own tensor, so that it keeps its own gradient
+                    t = t.view_as(t)
+                seen_ids.add(id(t))
                 values[v] = t
                 blob = self.version_blob[v]
                 if retain_grad and self.first_version[blob] == v and t.requires_grad:
@@ -286,7 +300,7 @@ class CaffeModule(nn.Module):
                 if last_use.get(v) == pos and v not in final_ids:
                     values.pop(v, None)
         self._first_versions = firsts
-        return OrderedDict((b, values[self.final_version[b]]) for b in wanted)
+        return OrderedDict((b, values[self._version_id(b)]) for b in wanted)
 
 
 def to_torch(net, seed: int | None = None, params_from: CaffeModule | None = None) -> CaffeModule:

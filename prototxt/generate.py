@@ -349,10 +349,13 @@ def vgg_layers(*, upto: str = "pool5", fc_bottom: str | None = None, fc=(("fc6",
         out.append(dropout("drop" + name[2:], name, 0.5))
         bottom = name
     if drop_before_classifier:
-        out.append(dropout("drop8", bottom, 0.5, comment=(
+        out.append(layer("drop8", "Dropout", [bottom], ["drop8"], [("dropout_param", [("dropout_ratio", 0.5)])],
+                         comment=(
             "train_val only (identity at test time): Table 2 lists dropout for VGGNet_R and its caption\n"
-            "puts 0.5 dropout in the fully connected layers; fc8 is the only one here. In place on its\n"
-            "input, after every other reader of it.")))
+            "puts 0.5 dropout in the fully connected layers; fc8 is the only one here. Not in place: Caffe\n"
+            "refuses an in-place layer on a blob that another layer (conv2_1) also reads (\"Top blob 'pool1'\n"
+            "produced by multiple sources\", real Caffe, compare/golden/prototxt_check.txt).")))
+        bottom = "drop8"
     out.append(_vgg_ip(classifier, bottom, num_classes, w, b, params_blocks, lr_last, notes.get(classifier)))
     return out, classifier
 
@@ -555,8 +558,9 @@ present but feeds nothing (a dead end, as left behind when a prototxt is cut dow
 digits; the classifier's function is the text's "first 2 convolution layers" net with a single 2-way FC.
 conv2_1 only receives weight decay (no gradient reaches it). Fillers: GUESS N(0, 0.01), 0 biases."""
     notes = {"conv2_1": "Dead end: counted by Table 2 (117,964,800 MACC, 73,856 params) but not read by fc8.",
-             "fc8": "Reads pool1 (40x40x64 = 102400 inputs), not conv2_1: Table 2's 317.38K params leave room\n"
-                    "for only ~204.8K weights in the FC part, i.e. inputs x outputs = 204800 = 102400 x 2."}
+             "fc8": "Reads pool1 (via drop8 in train_val; 40x40x64 = 102400 inputs), not conv2_1: Table 2's\n"
+                    "317.38K params leave room for only ~204.8K weights in the FC part, i.e. inputs x outputs =\n"
+                    "204800 = 102400 x 2."}
     kw = dict(upto="conv2_1", fc_bottom="pool1", fc=(), notes=notes)
     files["vgg_r_table2/deploy.prototxt"] = vgg_deploy("VGG_R_table2", h, 80, **kw)
     files["vgg_r_table2/train_val.prototxt"] = vgg_train_val(

@@ -19,6 +19,8 @@ from pathlib import Path
 from replicate.errors import ConfigError
 
 FIXED_CHOICES = [
+    "GoogleNet_R and VGG_R: the scratch_variant setting says which reading was trained (table2 = the nets whose "
+    "MACC and parameters match Table 2; text = as the Methods text describes them; docs/deviations.md).",
     "Scratch nets are trained on 80-pixel patches resized to each net's input (the paper does not say which patch "
     "size); transfer learning also uses 80-pixel patches resized to 256 with a random 224 crop.",
     "Batch size 32 and solver momentum/weight decay from prototxt/*/solver.prototxt (paper silent; GUESSes there); "
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", type=Path, default=None,
                         help="folder with bvlc_googlenet.caffemodel and VGG_ILSVRC_16_layers.caffemodel "
                              "(python -m models fetch-weights DIR); default: none, random init (flagged)")
+    parser.add_argument("--scratch-nets", choices=["table2", "text"], default=None,
+                        help="which reading of GoogleNet_R / VGG_R to train from scratch (docs/deviations.md); "
+                             "default table2: the nets matching Table 2's MACC and parameters")
     parser.add_argument("--repeats", type=int, default=None, help="override the preset's number of CV repeats")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples for the 95%% CI")
     parser.add_argument("--seed", type=int, default=None, help="base seed (folds, init, dropout, crops)")
@@ -101,6 +106,8 @@ def main(args: argparse.Namespace) -> int:
     preset = ex.get_preset(args.preset)
     if args.repeats is not None:
         preset = replace(preset, n_repeats=args.repeats)
+    if args.scratch_nets is not None:
+        preset = replace(preset, scratch_variant=args.scratch_nets)
     if args.n_boot is not None:
         preset = replace(preset, n_boot=args.n_boot)
     if args.seed is not None:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 
-from replicate.dicom_io import (SliceHeader, SortedSeries, check_pixel_data, header_from_dataset, read_volume,
+from replicate.dicom_io import (SliceHeader, SortedSeries, check_pixel_data, header_from_dataset, read_pixels,
                                 sort_slices)
 from replicate.errors import CohortError, ConfigError, DicomReadError, ReplicateError
 from replicate.series_patterns import DCE_PHASES, PatternTable
@@ -379,6 +379,9 @@ def _scan(rec: PatientRecord, pdir: Path, clinical: dict | None, raw_boxes, s: C
         if ph in needed or not headers:
             return rec.exclude("imaging", "unreadable file", f"{path}: {err}")
         rec.notes.append(f"ignored unreadable file {path}")
+    if missing and unreadable:   # the missing series may be the unreadable files
+        return rec.exclude("imaging", "unreadable file", f"{unreadable[0][0]}: {unreadable[0][1]} "
+                           f"(and no {', '.join(missing)} series)")
     if missing:
         seen = sorted({hs[0].series_description for hs in by_series.values()})
         return rec.exclude("imaging", "missing phase", f"no {', '.join(missing)} series (series seen: {seen})")
@@ -447,17 +450,8 @@ def _scan(rec: PatientRecord, pdir: Path, clinical: dict | None, raw_boxes, s: C
 
 def load_phases(rec: PatientRecord, slices: list[int] | np.ndarray, posts: int = 3) -> np.ndarray:
     """Pixel data of pre, post1..post<posts> at the given geometric slices: float32 (1+posts, Z, Rows, Columns)."""
-    out = []
-    for p in ["pre"] + [f"post{k}" for k in range(1, posts + 1)]:
-        files = rec.phase_files[p]
-        series = SortedSeries(slices=[_PathOnly(files[i]) for i in range(len(files))], positions=np.zeros(len(files)))
-        out.append(read_volume(series, slices))
-    return np.stack(out)
-
-
-@dataclass(frozen=True)
-class _PathOnly:
-    path: str
+    phases = ["pre"] + [f"post{k}" for k in range(1, posts + 1)]
+    return np.stack([np.stack([read_pixels(rec.phase_files[p][int(g)]) for g in slices]) for p in phases])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -560,7 +554,7 @@ def scan_cohort(root: str | Path, settings: CohortSettings | None = None, progre
     clin = {pid: row._asdict() for pid, row in zip(clinical.index, clinical.itertuples(index=False))}
     jobs = [(pid, str(pdir), clin.get(pid), boxes.get(pid, []), s) for pid, pdir in pats]
     if s.workers > 1 and len(jobs) > 1:
-        with get_context("fork").Pool(min(s.workers, len(jobs))) as pool:
+        with get_context("forkserver").Pool(min(s.workers, len(jobs))) as pool:
             records = list(_progress(pool.imap(_scan_job, jobs), len(jobs), progress, "scan"))
     else:
         records = [_scan_job(j) for j in _progress(jobs, len(jobs), progress, "scan")]

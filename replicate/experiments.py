@@ -31,8 +31,14 @@ REPO = Path(__file__).resolve().parent.parent
 PROTOTXT = REPO / "prototxt"
 NO_WEIGHTS_FLAG = "no pretrained weights: not comparable to the paper"
 
-#: Table 3 rows -> prototxt folder (the Table 2 nets, 2-way outputs)
-SCRATCH_NETS = {"GoogleNet": "googlenet", "GoogleNet_R": "googlenet_r", "VGGNet_R": "vgg_r", "CIFAR": "cifar"}
+#: Table 3 rows -> prototxt folder, per reading of the reduced nets (docs/deviations.md, "Which to train"):
+#: "table2" = the nets whose MACC/params match Table 2 exactly (prototxt/*_table2), "text" = the nets as the
+#: Methods text describes them (VGG_R then has 436M parameters, 1375x Table 2's).
+SCRATCH_NETS = {
+    "table2": {"GoogleNet": "googlenet", "GoogleNet_R": "googlenet_r_table2", "VGGNet_R": "vgg_r_table2",
+               "CIFAR": "cifar"},
+    "text": {"GoogleNet": "googlenet", "GoogleNet_R": "googlenet_r", "VGGNet_R": "vgg_r", "CIFAR": "cifar"},
+}
 #: ImageNet nets: row name -> (transfer prototxt folder, 1000-way feature folder, caffemodel, new 2-way layer)
 IMAGENET_NETS = {
     "GoogleNet": ("googlenet_transfer", "googlenet_imagenet", "bvlc_googlenet.caffemodel",
@@ -46,6 +52,7 @@ TABLE5_ROWS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet
 TABLE6_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
                 "inception_4b/output", "inception_4c/output", "inception_4d/output", "inception_4e/output",
                 "inception_5a/output", "inception_5b/output", "loss3/classifier"]
+FEATURE_BATCH = 32  # forward batch for feature extraction (TEST phase: no effect on the features)
 DEFAULT_FEATURE_BLOB = {"GoogleNet": "loss3/classifier", "VGGNet": "fc8"}
 
 
@@ -56,6 +63,7 @@ class Preset:
     n_repeats: int = 5
     n_boot: int = 1000
     seed: int = 0
+    scratch_variant: str = "table2"       # which reading of GoogleNet_R / VGG_R to train (SCRATCH_NETS)
     scratch_patch_size: int = 80          # the paper does not say which patch size trained the scratch nets
     transfer_patch_size: int = 80         # nor which fed transfer learning
     scratch_epochs: int = 40
@@ -70,6 +78,8 @@ class Preset:
     table6_patch_size: int = 120
     table6_kernel: str = "poly"
     max_iters_per_epoch: dict = field(default_factory=dict)   # net input size -> cap (smoke)
+    epochs_by_input: dict = field(default_factory=dict)       # net input size -> epochs (smoke: 224 nets)
+    max_train_auc_patients: int | None = None  # smoke: score only this many training patients per class
     max_train_patches_per_patient: int | None = None
     max_score_patches_per_patient: int | None = None
     synth: dict = field(default_factory=lambda: {"n_patients": 270, "seed": 0})  # synthetic cohort, no --data
@@ -90,8 +100,8 @@ class Preset:
 PRESETS = {
     "paper": Preset("paper"),
     "smoke": Preset(
-        "smoke", n_repeats=1, n_boot=1000, scratch_epochs=2, transfer_epochs=1, batch_size=8,
-        max_iters_per_epoch={224: 1, 80: 4, 64: 4},
+        "smoke", n_repeats=1, n_boot=1000, scratch_epochs=1, transfer_epochs=1, batch_size=4,
+        max_iters_per_epoch={224: 1, 80: 2, 64: 2}, max_train_auc_patients=4,
         max_train_patches_per_patient=2, max_score_patches_per_patient=1,
         synth={"n_patients": 33, "seed": 0},
     ),
@@ -133,7 +143,8 @@ class Cell:
 
 def cells(p: Preset) -> dict[str, list[Cell]]:
     """Every cell of every table; cells shared between tables (same id) are computed once."""
-    t3 = [Cell("table3", "scratch", n, lr=p.scratch_lr, patch_size=p.scratch_patch_size) for n in SCRATCH_NETS]
+    t3 = [Cell("table3", "scratch", n, lr=p.scratch_lr, patch_size=p.scratch_patch_size)
+          for n in SCRATCH_NETS[p.scratch_variant]]
     s3 = [Cell("sweep_scratch", "scratch", "VGGNet_R", lr=lr, patch_size=p.scratch_patch_size)
           for lr in p.scratch_lr_sweep]
     t4 = [Cell("table4", "transfer", n, lr=p.transfer_last_lr, patch_size=p.transfer_patch_size)
@@ -158,9 +169,12 @@ def unique_cells(p: Preset) -> list[Cell]:
 
 
 # --------------------------------------------------------------------------------------------- nets
-def scratch_spec(network: str):
+def scratch_spec(network: str, variant: str = "table2"):
     """Table 3 net: train_val (TRAIN), deploy (TEST), solver; input transform from the TRAIN data layer."""
-    return _spec(network, PROTOTXT / SCRATCH_NETS[network], train=True, weights=None, resize=None, new_layers=())
+    if variant not in SCRATCH_NETS:
+        raise ConfigError(f"scratch net variant {variant!r}: expected one of {sorted(SCRATCH_NETS)}")
+    return _spec(network, PROTOTXT / SCRATCH_NETS[variant][network], train=True, weights=None, resize=None,
+                 new_layers=())
 
 
 def imagenet_spec(network: str, weights_dir: Path | None, transfer: bool):
@@ -204,10 +218,10 @@ def _input_side(deploy: Path) -> int:
     return int(next(iter(net.inputs.values()))[-1])
 
 
-def weights_id(spec) -> str:
-    """SHA1 of the caffemodel, or a marker for Caffe-filler random init (seeded)."""
+def weights_id(spec, seed: int | None = None) -> str:
+    """SHA1 of the caffemodel, or a marker for Caffe-filler random init with its seed."""
     if spec.weights is None:
-        return "random-init"
+        return f"random-init-seed{seed}"
     from models.fetch import sha1_of
 
     return sha1_of(spec.weights)
@@ -228,6 +242,21 @@ def select_rows(index: pd.DataFrame, max_train: int | None, max_score: int | Non
         g = g.sort_values(["_pri", "slice", "_row"])
         keep.append(g["_row"].to_numpy() if cap is None else g["_row"].to_numpy()[:cap])
     return np.sort(np.concatenate(keep))
+
+
+def synthetic_stores(root: Path, n_patients: int, seed: int, effect: float, sizes, progress: bool = False) -> dict:
+    """A synthetic cohort (replicate.synth) under ``root/cohort`` (written once, reused) and its patch stores
+    under ``root/patches``, one per patch size."""
+    from replicate.patches import PatchConfig, PatchStore
+    from replicate.synth import SynthConfig, generate
+
+    root = Path(root)
+    cohort = root / "cohort"
+    if not (cohort / "synthetic_truth.csv").exists():
+        generate(cohort, SynthConfig(patients=n_patients, seed=seed, effect=effect), overwrite=True,
+                 progress=progress)
+    return {s: PatchStore.build(cohort, PatchConfig(patch_size=s), root / "patches", progress=progress)
+            for s in sorted(set(sizes))}
 
 
 def patients_table(index: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +295,19 @@ class Runner:
                            self.p.max_score_patches_per_patient)
 
     def unit_key(self, cell: Cell, repeat: int, fold: int) -> str:
-        return f"{cell.id}|repeat={repeat}|fold={fold}|seed={self.p.seed}|store={self.store(cell.patch_size).key}"
+        """Everything a fold's result depends on; a changed setting never reuses a stale result."""
+        s = self.p
+        if cell.approach == "scratch":
+            how = (f"nets={s.scratch_variant}|ep={s.epochs_by_input or s.scratch_epochs}|bs={s.batch_size}|"
+                   f"it={s.max_iters_per_epoch}")
+        elif cell.approach == "transfer":
+            how = (f"w={self.weights_dir}|ep={s.epochs_by_input or s.transfer_epochs}|bs={s.batch_size}|"
+                   f"it={s.max_iters_per_epoch}|base={s.transfer_base_lr}")
+        else:
+            how = f"w={self.weights_dir}"
+        rows = f"cap={s.max_train_patches_per_patient},{s.max_score_patches_per_patient},{s.max_train_auc_patients}"
+        return (f"{cell.id}|repeat={repeat}|fold={fold}|seed={s.seed}|store={self.store(cell.patch_size).key}|"
+                f"{how}|{rows}|device={self.device.type}")
 
     # -- one cell ---------------------------------------------------------------------------------
     def run_cell(self, cell: Cell, bar=None) -> list[FoldResult]:
@@ -297,17 +338,19 @@ class Runner:
         from replicate.training import TrainSettings, fold_data, train_fold
 
         store = self.store(cell.patch_size)
-        data = fold_data(store.index, fold, self.rows(cell.patch_size))
+        data = fold_data(store.index, fold, self.rows(cell.patch_size), self.p.max_train_auc_patients)
         seed = self.unit_seed(cell, fold.repeat, fold.fold)
         if cell.approach == "features":
             return svm_fold(cell, fold, data, feats)
         if cell.approach == "scratch":
-            spec = scratch_spec(cell.network)
-            st = TrainSettings(epochs=self.p.scratch_epochs, batch_size=self.p.batch_size, base_lr=cell.lr,
+            spec = scratch_spec(cell.network, self.p.scratch_variant)
+            st = TrainSettings(epochs=self.p.epochs_by_input.get(spec.input_size, self.p.scratch_epochs),
+                               batch_size=self.p.batch_size, base_lr=cell.lr,
                                max_iters_per_epoch=self.p.max_iters_per_epoch.get(spec.input_size))
         else:
             spec = imagenet_spec(cell.network, self.weights_dir, transfer=True)
-            st = TrainSettings(epochs=self.p.transfer_epochs, batch_size=self.p.batch_size,
+            st = TrainSettings(epochs=self.p.epochs_by_input.get(spec.input_size, self.p.transfer_epochs),
+                               batch_size=self.p.batch_size,
                                base_lr=self.p.transfer_base_lr, last_lr=cell.lr,
                                max_iters_per_epoch=self.p.max_iters_per_epoch.get(spec.input_size))
         return train_fold(spec, store, fold, data, st, seed, self.device)
@@ -330,15 +373,16 @@ class Runner:
 
             bar = tqdm(total=len(rows), desc=f"features {cell.network} patch {cell.patch_size}", unit="patch",
                        leave=False)
-        f = cached_features(self.cache, lambda: NetPair(spec, self.p.batch_size, seed, self.device), store, rows,
-                            spec, blobs, weights_id(spec), batch=self.p.batch_size, progress=bar)
+        f = cached_features(self.cache, lambda: NetPair(spec, FEATURE_BATCH, seed, self.device), store, rows,
+                            spec, blobs, weights_id(spec, seed), batch=FEATURE_BATCH, progress=bar)
         if bar is not None:
             bar.close()
         return {"rows": rows, "blobs": f}
 
     # -- everything ---------------------------------------------------------------------------------
-    def run_all(self) -> dict[str, list[FoldResult]]:
-        todo = unique_cells(self.p)
+    def run_all(self, todo: list[Cell] | None = None) -> dict[str, list[FoldResult]]:
+        """Run ``todo`` (default: every cell of the preset), skipping finished folds."""
+        todo = unique_cells(self.p) if todo is None else todo
         n_units = len(todo) * self.p.n_repeats * self.p.n_folds
         bar = None
         if self.progress:
@@ -350,6 +394,10 @@ class Runner:
             if bar is not None:
                 bar.set_postfix_str(cell.id[:60])
             results[cell.id] = self.run_cell(cell, bar)
+            if self.progress and cell.id in self.timings:
+                from tqdm import tqdm
+
+                tqdm.write(f"{cell.id}: {self.timings[cell.id]:.1f} s")
         if bar is not None:
             bar.close()
         return results

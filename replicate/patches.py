@@ -131,7 +131,7 @@ def extract_patch(image: np.ndarray, centre: tuple[float, float], size: int, ang
     return np.stack(planes).astype(np.float32)
 
 
-def test_window(boxes: list[Box], n_slices: int, k: int = 5) -> list[int]:
+def choose_test_slices(boxes: list[Box], n_slices: int, k: int = 5) -> list[int]:
     """The ``k`` consecutive slices with the largest summed box area (ties: nearest the largest box's centre)."""
     area = np.zeros(n_slices)
     for b in boxes:
@@ -163,7 +163,7 @@ class PatientPlan:
 
 def plan_patient(rec: PatientRecord, cfg: PatchConfig) -> PatientPlan:
     train = [(i, g) for i, b in enumerate(rec.boxes) for g in range(b.slice0, b.slice1 + 1)]
-    return PatientPlan(train=train, test=test_window(rec.boxes, rec.n_slices, cfg.test_slices))
+    return PatientPlan(train=train, test=choose_test_slices(rec.boxes, rec.n_slices, cfg.test_slices))
 
 
 def patient_patches(rec: PatientRecord, cfg: PatchConfig, target: float) -> tuple[np.ndarray, list[dict]]:
@@ -295,14 +295,14 @@ class PatchStore:
                 journal.write_text("")
             done = set(journal.read_text().split()) if journal.exists() else set()
             todo = [r for r in included if r.patient_id not in done]
-            mm = np.memmap(data_file, dtype=np.float32, mode="r+", shape=shape)
             at = {r.patient_id: (int(offsets[i]), counts[i]) for i, r in enumerate(included)}
             rows_file = path / "rows"
             rows_file.mkdir(exist_ok=True)
             jobs = [(r, config, target) for r in todo]
             pool = None
+            # forkserver, not fork: a forked child of a process that already ran OpenCV can hang in cv2's pool
             if config.workers > 1 and len(jobs) > 1:
-                pool = get_context("fork").Pool(min(config.workers, len(jobs)), initializer=_worker_init)
+                pool = get_context("forkserver").Pool(min(config.workers, len(jobs)), initializer=_worker_init)
                 it = pool.imap(_work, jobs)
             else:
                 it = map(_work, jobs)
@@ -310,12 +310,11 @@ class PatchStore:
                 from tqdm import tqdm
                 it = tqdm(it, total=len(jobs), desc=f"patches {S}px", unit="patient")
             try:
-                cls._fill(it, mm, at, rows_file, journal)
+                cls._fill(it, data_file, S, at, rows_file, journal)
             finally:
                 if pool is not None:
                     pool.terminate()
                     pool.join()
-            del mm
             parts = [pd.read_csv(rows_file / f"{r.patient_id}.csv") for r in included]
             index = pd.concat(parts, ignore_index=True)
             _atomic_csv(path / "index_rows.csv", index)
@@ -323,15 +322,18 @@ class PatchStore:
         return cls._assemble(path, config, key, cohort, target)
 
     @staticmethod
-    def _fill(it, mm, at, rows_file: Path, journal: Path) -> None:
-        """Write each finished patient into the memmap, then record it in the journal (the resume point)."""
-        with open(journal, "a") as jf:
+    def _fill(it, data_file: Path, size: int, at, rows_file: Path, journal: Path) -> None:
+        """Write each finished patient at its place in the data file (plain positioned writes, so memory does not
+        grow with the store), make it durable, then record it in the journal (the resume point)."""
+        patch_bytes = 3 * size * size * 4
+        with open(journal, "a") as jf, open(data_file, "r+b") as df:
             for pid, (arr, rows) in it:
                 start, n = at[pid]
-                if len(arr) != n:
-                    raise PatchStoreError(f"{pid}: made {len(arr)} patches, the plan said {n}")
-                mm[start:start + n] = arr
-                mm.flush()
+                if arr.shape != (n, 3, size, size):
+                    raise PatchStoreError(f"{pid}: made patches of shape {arr.shape}, the plan said "
+                                          f"({n}, 3, {size}, {size})")
+                os.pwrite(df.fileno(), np.ascontiguousarray(arr, dtype="<f4").tobytes(), start * patch_bytes)
+                os.fsync(df.fileno())
                 _atomic_csv(rows_file / f"{pid}.csv", pd.DataFrame(rows))
                 jf.write(pid + "\n")
                 jf.flush()

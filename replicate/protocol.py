@@ -8,12 +8,12 @@
   folds"). The 10-fold CV is repeated 5 times with different seeds and the median repeat is reported ("We ran 10 fold
   cross-validation 5 times and pick the medium result").
 - 95% CI: "The bootstrapping strategy was used to calculate the confidence interval", without saying over what.
-  We resample patients with replacement inside each fold of the reported (median) repeat, stratified by label so
-  every fold keeps both classes, recompute the fold-averaged AUC, and take the percentile interval. The number of
-  resamples is a setting (``n_boot``, default 1000).
+  We resample the patients of the reported (median) repeat with replacement, stratified by label; each keeps its
+  fold and out-of-fold score; the fold-averaged AUC is recomputed; percentile interval. The number of resamples is
+  a setting (``n_boot``, default 1000). tests/test_protocol.py checks its coverage under the null.
 
 scikit-learn provides the folds (``StratifiedKFold``) and the AUC (``roc_auc_score``); the bootstrap evaluates
-the same AUC in bulk as the Mann-Whitney U statistic (``scipy.stats.mannwhitneyu``), AUC = U / (n_pos * n_neg).
+the same AUC in bulk in its Mann-Whitney form with patient multiplicities as weights (ties count 1/2).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -148,24 +147,46 @@ class FoldResult:
                    float(d["train_auc"]), dict(d.get("extra", {})))
 
 
-def bootstrap_ci(folds: list[FoldResult], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
-    """Percentile bootstrap CI of the fold-averaged AUC, resampling patients within each fold and class.
+def weighted_fold_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of one fold for each row of ``weights`` (B, n): patient i counted ``weights[b, i]`` times.
 
-    Returns (low, high). The estimate it brackets is ``mean(fold.test_auc)``.
-    """
+    The Mann-Whitney form of ROC AUC (ties count 1/2, as ``roc_auc_score``); NaN where a class is absent."""
+    y = np.asarray(labels).astype(int)
+    s = np.asarray(scores, dtype=np.float64)
+    pos, neg = y == 1, y == 0
+    cmp = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+    wp, wn = weights[:, pos], weights[:, neg]
+    num = np.einsum("bi,ij,bj->b", wp, cmp, wn)
+    den = wp.sum(axis=1) * wn.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def bootstrap_ci(folds: list[FoldResult], n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
+    """Percentile bootstrap CI of the fold-averaged AUC, resampling patients.
+
+    Patients are drawn with replacement from the whole cohort, stratified by label (the cohort keeps its class
+    sizes); each drawn patient keeps its fold and its out-of-fold score; each fold's AUC is recomputed on the drawn
+    multiset and the folds that still hold both classes are averaged. (Resampling within each fold instead
+    under-covers badly when folds hold only a few patients: with one positive per fold its score never varies.)
+    Returns (low, high)."""
     rng = np.random.default_rng(seed)
+    y = np.concatenate([np.asarray(f.test_labels, dtype=int) for f in folds])
+    fid = np.concatenate([np.full(len(f.test_labels), i) for i, f in enumerate(folds)])
+    for i, f in enumerate(folds):
+        if len(set(f.test_labels)) != 2:
+            raise ProtocolError(f"repeat {f.repeat} fold {f.fold}: test side has one class only")
+    w = np.zeros((n_boot, len(y)))
+    rows = np.arange(n_boot)[:, None]
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        draws = idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))]
+        np.add.at(w, (np.broadcast_to(rows, draws.shape), draws), 1.0)
     per_fold = np.empty((len(folds), n_boot))
     for i, f in enumerate(folds):
-        y = np.asarray(f.test_labels).astype(int)
-        s = np.asarray(f.test_scores, dtype=np.float64)
-        pos, neg = s[y == 1], s[y == 0]
-        if len(pos) == 0 or len(neg) == 0:
-            raise ProtocolError(f"repeat {f.repeat} fold {f.fold}: test side has one class only")
-        bp = pos[rng.integers(0, len(pos), size=(n_boot, len(pos)))]
-        bn = neg[rng.integers(0, len(neg), size=(n_boot, len(neg)))]
-        u = mannwhitneyu(bp, bn, axis=1, method="asymptotic").statistic
-        per_fold[i] = u / (len(pos) * len(neg))
-    means = per_fold.mean(axis=0)
+        m = fid == i
+        per_fold[i] = weighted_fold_auc(y[m], np.asarray(f.test_scores, dtype=np.float64), w[:, m])
+    means = np.nanmean(per_fold, axis=0)
     a = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [a, 1.0 - a])
     return float(lo), float(hi)

@@ -577,7 +577,7 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, progres
         faults = dict((p, k) for k, p in cfg.faults)
         jobs = [(i, cfg, faults.get(patient_id(i), ""), str(tmp)) for i in range(1, cfg.patients + 1)]
         if cfg.workers > 1 and len(jobs) > 1:
-            with get_context("fork").Pool(min(cfg.workers, len(jobs)), initializer=_worker_init) as pool:
+            with get_context("forkserver").Pool(min(cfg.workers, len(jobs)), initializer=_worker_init) as pool:
                 it = pool.imap(_write_patient, jobs)
                 truths = list(_progress(it, len(jobs), progress, "synth"))
         else:

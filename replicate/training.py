@@ -142,10 +142,8 @@ class NetPair:
             owner = self.test_module
         else:
             self.test_module = models.to_torch(self.test_net, params_from=owner)
-        if spec.weights is not None:
+        if spec.weights is not None:  # shared parameters: the test module sees the loaded weights too
             self.weights_report = models.load_caffemodel(owner, spec.weights)
-            if owner is not self.test_module:
-                pass  # shared parameters: the test module sees the loaded weights
         for m in (self.train_module, self.test_module):
             if m is None:
                 continue
@@ -158,15 +156,15 @@ class NetPair:
         self.output = "prob" if "prob" in self.test_net.blobs else self.test_net.outputs[-1]
 
     def _run(self, module, blobs, **inputs):
+        """Forward on the device; on CUDA with bf16 autocast and channels_last images (issue 5, item 9)."""
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-        if self.device.type == "cuda":
-            x = inputs[self.input_name] if self.input_name in inputs else inputs["data"]
-            x = x.contiguous(memory_format=torch.channels_last)
-            inputs["data" if "data" in inputs else self.input_name] = x
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = module(blobs=blobs, **inputs)
-            return {k: v.float() for k, v in out.items()}
-        return module(blobs=blobs, **inputs)
+        if self.device.type != "cuda":
+            return module(blobs=blobs, **inputs)
+        inputs = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v)
+                  for k, v in inputs.items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = module(blobs=blobs, **inputs)
+        return {k: v.float() for k, v in out.items()}
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Caffe's objective of the train net (sum of loss_weight x loss over its loss layers)."""
@@ -237,20 +235,28 @@ class FoldData:
     labels: dict                   # patient id -> label
 
 
-def fold_data(index, fold: Fold, rows: np.ndarray | None = None) -> FoldData:
-    """Split a patch index (replicate.patches.PatchStore.index, optionally restricted to ``rows``)."""
+def fold_data(index, fold: Fold, rows: np.ndarray | None = None, max_train_auc_patients: int | None = None
+              ) -> FoldData:
+    """Split a patch index (replicate.patches.PatchStore.index, optionally restricted to ``rows``).
+
+    ``max_train_auc_patients`` (smoke preset only): score only the first k training patients of each class (by
+    id) for the training AUC, to save forward passes."""
     idx = index if rows is None else index.iloc[rows]
     pos = np.arange(len(index)) if rows is None else np.asarray(rows)
     pid = idx["patient_id"].astype(str).to_numpy()
     role = idx["role"].to_numpy()
     train_set, test_set = set(fold.train_ids), set(fold.test_ids)
+    labels = dict(zip(pid, idx["label"].astype(int).to_numpy()))
     in_train = np.isin(pid, list(train_set))
+    scored_train = in_train
+    if max_train_auc_patients is not None:
+        keep = [p for c in (0, 1) for p in sorted(p for p in train_set if labels.get(p) == c)[:max_train_auc_patients]]
+        scored_train = np.isin(pid, keep)
     in_test = np.isin(pid, list(test_set))
     tr = pos[in_train & (role == "train")]
-    sc = pos[(in_train | in_test) & (role == "test")]
+    sc = pos[(scored_train | in_test) & (role == "test")]
     if len(tr) == 0:
         raise ReplicateError(f"repeat {fold.repeat} fold {fold.fold}: no training patches")
-    labels = dict(zip(pid, idx["label"].astype(int).to_numpy()))
     return FoldData(tr, index["label"].to_numpy()[tr].astype(int), sc,
                     index["patient_id"].astype(str).to_numpy()[sc], labels)
 

@@ -138,3 +138,13 @@ def test_alexnet_grouped_convolution_counts():
     with_lrn = models.net_cost(net)
     assert with_lrn.macc - cost.macc == (96 * 55 * 55 + 256 * 27 * 27) * 5
     assert with_lrn.params == learnable + 4
+
+
+def test_bvlc_googlenet_imagenet_deploy_counts():
+    """prototxt/googlenet_imagenet is the BVLC bvlc_googlenet deploy layout: 6,998,552 learnable parameters."""
+    import math
+    net = models.load_net("prototxt/googlenet_imagenet/deploy.prototxt", batch=1)
+    assert sum(math.prod(s) for l in net.layers for s in l.param_shapes) == 6_998_552
+    assert net.blob_shapes["pool1/3x3_s2"] == (1, 64, 56, 56)       # ceil rule (floor would give 55)
+    assert net.blob_shapes["inception_5b/output"] == (1, 1024, 7, 7)
+    assert net.blob_shapes["prob"] == (1, 1000)

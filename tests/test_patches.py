@@ -9,7 +9,7 @@ import pytest
 
 from replicate.duke import Box, scan_cohort
 from replicate.patches import (PatchConfig, PatchStore, extract_patch, patient_patches, plan_patient,
-                               test_window as window)
+                               choose_test_slices as window)
 from replicate.synth import SynthConfig, generate
 
 

@@ -362,3 +362,13 @@ def test_backward_blob_diffs_follow_caffe_in_place_rule():
     relu_mask = (out["ip"] > 0).float()
     np.testing.assert_allclose(diffs["ip"].numpy(), (w2.sum(0) * relu_mask).numpy(), rtol=1e-6)
     np.testing.assert_allclose(diffs["data"].numpy(), xt.grad.numpy())
+
+
+def test_earlier_value_of_in_place_blob_by_onnx_name():
+    x = np.random.default_rng(15).standard_normal((2, 8)).astype(np.float32)
+    m = models.to_torch(net_of(DROP, x.shape), seed=0)
+    with torch.no_grad():
+        out = m(torch.from_numpy(x), blobs=["ip@ip", "ip"])
+    w, b = [p.detach().numpy() for p in m.caffe_params()["ip"]]
+    np.testing.assert_allclose(out["ip@ip"].numpy(), x @ w.T + b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["ip"].numpy(), np.maximum(x @ w.T + b, 0), rtol=1e-5, atol=1e-6)

@@ -257,18 +257,24 @@ class ArrayStore:
         self.arrays: dict = {}
         self.meta: dict = {}
 
+    def put_mask(self, key: str, arr: np.ndarray) -> None:
+        """A 0/1 mask (arr != 0) as np.packbits (C order), always in full."""
+        a = np.asarray(arr)
+        self.arrays[key] = np.packbits((a != 0).ravel())
+        self.meta[key] = {"shape": list(a.shape), "stored": "packbits"}
+
     def put_stats(self, key: str, arr: np.ndarray, meta: dict) -> None:
-        a = np.ascontiguousarray(arr, dtype=np.float32)
+        a = np.array(arr, dtype=np.float32, order="C")  # keeps 0-axis blobs (loss tops) 0-d
         finite = a[np.isfinite(a)].astype(np.float64)
         self.arrays[f"stat/{key}"] = np.array([finite.sum(), (finite ** 2).sum(),
                                                np.abs(finite).max() if finite.size else 0.0])
         self.meta[key] = {"shape": list(a.shape), **meta}
 
     def put(self, key: str, arr: np.ndarray) -> None:
-        a = np.ascontiguousarray(arr, dtype=np.float32)
+        a = np.array(arr, dtype=np.float32, order="C")
         self.put_stats(key, a, {})
         digest = hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()
-        if digest in self.seen and self.seen[digest][0] != self.fixture:
+        if digest in self.seen:
             fx, k = self.seen[digest]
             self.meta[key] = {"shape": list(a.shape), "stored": "same_as", "fixture": fx, "key": k}
             return
@@ -285,7 +291,8 @@ class ArrayStore:
 
 
 def run_net_fixture(fixture: str, net_text_fork: str, phase: str, out_dir: Path, *, prefix: str, backward: bool,
-                    param_diffs: bool, source: str, extra: dict, seen: dict, subsample: bool) -> dict:
+                    param_diffs: bool, source: str, extra: dict, seen: dict, subsample: bool,
+                    weights_from: str | None = None) -> dict:
     """Build the net in Caffe, seed params and inputs, forward (and backward), write the fixture folder."""
     import caffe
     from caffe.proto import caffe_pb2
@@ -329,6 +336,7 @@ def run_net_fixture(fixture: str, net_text_fork: str, phase: str, out_dir: Path,
         if lay["type"] == "Dropout" and phase == "TRAIN":
             dropout_layers.append(lay["name"])
             st.put(f"dropout/{lay['name']}", net.blobs[lay["tops"][0]].data)
+            st.put_mask(f"mask/{lay['name']}", net.blobs[lay["tops"][0]].data)
         elif lay["name"] in rewritten_later and not subsample:
             inplace_layers.append(lay["name"])
             st.put(f"inplace/{lay['name']}", net.blobs[lay["tops"][0]].data)
@@ -368,10 +376,16 @@ def run_net_fixture(fixture: str, net_text_fork: str, phase: str, out_dir: Path,
                 for j, b in enumerate(blobs):
                     st.put(f"pdiff/{lname}/{j}", b.diff)
     weights = "seeded"
-    if 0 < n_params <= MAX_STORED_PARAMS:
-        for lname, blobs in net.params.items():
-            for j, b in enumerate(blobs):
-                st.put(f"param/{lname}/{j}", b.data)
+    if 0 < n_params <= MAX_STORED_PARAMS and weights_from:
+        weights = f"../{weights_from}/weights.caffemodel"  # same net file, same params: written once
+        stale = out_dir / "weights.caffemodel"
+        if stale.exists():
+            stale.unlink()
+    elif 0 < n_params <= MAX_STORED_PARAMS:
+        if not subsample:  # edge nets: the params in blobs.npz too (prototxt nets: the caffemodel only)
+            for lname, blobs in net.params.items():
+                for j, b in enumerate(blobs):
+                    st.put(f"param/{lname}/{j}", b.data)
         with tempfile.TemporaryDirectory(dir=out_dir) as td:
             tmp = Path(td) / "w.caffemodel"
             net.save(str(tmp))
@@ -485,9 +499,11 @@ def generate(out: Path, only: list[str] | None, log=print) -> list[str]:
             log(f"skip {job['fixture']}: Caffe refused the net:\n{err}")
             continue
         check_lines.append(f"ok   {job['fixture']} ({src}, {job['phase']})")
+        twin = f"net__{job['net']}__train_val__TEST"
         prov = run_net_fixture(job["fixture"], text, job["phase"], out / job["fixture"], prefix="net",
                                backward=False, param_diffs=job["phase"] == "TRAIN", source=src, extra=extra,
-                               seen=seen, subsample=True)
+                               seen=seen, subsample=True,
+                               weights_from=twin if job["phase"] == "TRAIN" and twin in made else None)
         log(f"made {job['fixture']} (params={prov['n_params']}, weights={prov['weights']})")
         made.append(job["fixture"])
     for job in edge_jobs():
@@ -511,8 +527,12 @@ def generate(out: Path, only: list[str] | None, log=print) -> list[str]:
         solver_golden.make(name, out / fx, caffe_info())
         log(f"made {fx}")
         made.append(fx)
-    if check_lines and not only:
+    if not only:
         atomic_write_text(out / "prototxt_check.txt", "\n".join(check_lines) + "\n")
+        for stale in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in made
+                            and (p / "provenance.json").exists()):
+            log(f"removing stale fixture {stale.name}")
+            shutil.rmtree(stale)
     return made
 
 

@@ -127,7 +127,7 @@ class CaffeDropout(CaffeLayerModule):
 
     def forward(self, x, mask=None):
         if not self.train_phase:
-            return [x]
+            return [x.view_as(x)]  # a distinct tensor: the top keeps its own gradient
         if mask is None:
             mask = torch.bernoulli(torch.full_like(x, 1.0 - self.ratio))
         else:

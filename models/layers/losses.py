@@ -42,12 +42,23 @@ def _normalization(layer) -> str:
     return {0: "FULL", 1: "VALID", 2: "BATCH_SIZE", 3: "NONE"}[lp.normalization]
 
 
-def _labels(label, outer, inner, layer_name):
-    """Caffe reads the label blob flat: label of (i, j) is ``label[i * inner + j]``."""
+def _scores_and_labels(x, label, axis, ignore_label, layer_name):
+    """Caffe's view of (scores, labels): scores as (outer, classes, inner), the label blob read flat
+    (label of (i, j) is ``label[i * inner + j]``), the mask of non-ignored positions, and labels with the
+    ignored ones replaced by 0 (safe to gather)."""
+    outer = int(np.prod(x.shape[:axis]))
+    c = x.shape[axis]
+    inner = int(np.prod(x.shape[axis + 1:]))
     if label.numel() != outer * inner:
         raise InputError(f"layer '{layer_name}': label has {label.numel()} values, expected {outer * inner} "
                          f"(outer {outer} x inner {inner})")
-    return label.reshape(outer, inner).to(torch.int64)
+    lab = label.reshape(outer, inner).to(torch.int64)
+    valid = torch.ones_like(lab, dtype=torch.bool) if ignore_label is None else lab != ignore_label
+    safe = torch.where(valid, lab, torch.zeros_like(lab))
+    if bool(((safe < 0) | (safe >= c)).any()):
+        raise InputError(f"layer '{layer_name}': labels must lie in [0, {c}), got "
+                         f"{sorted(set(safe[(safe < 0) | (safe >= c)].tolist()))[:5]}")
+    return x.reshape(outer, c, inner), valid, safe
 
 
 class CaffeSoftmaxWithLoss(CaffeLayerModule):
@@ -61,18 +72,8 @@ class CaffeSoftmaxWithLoss(CaffeLayerModule):
 
     def forward(self, x, label):
         prob = torch.softmax(x, self.axis)
-        outer = int(np.prod(x.shape[:self.axis]))
-        c = x.shape[self.axis]
-        inner = int(np.prod(x.shape[self.axis + 1:]))
-        lab = _labels(label, outer, inner, self.caffe_name)
-        p3 = prob.reshape(outer, c, inner)
-        valid = torch.ones_like(lab, dtype=torch.bool)
-        if self.ignore_label is not None:
-            valid = lab != self.ignore_label
-        safe = torch.where(valid, lab, torch.zeros_like(lab))
-        if bool(((safe < 0) | (safe >= c)).any()):
-            raise InputError(f"layer '{self.caffe_name}': labels must lie in [0, {c}), got "
-                             f"{sorted(set(safe[(safe < 0) | (safe >= c)].tolist()))[:5]}")
+        p3, valid, safe = _scores_and_labels(prob, label, self.axis, self.ignore_label, self.caffe_name)
+        outer, inner = p3.shape[0], p3.shape[2]
         picked = p3.gather(1, safe.unsqueeze(1)).squeeze(1)
         nll = -torch.log(picked.clamp_min(FLT_MIN))
         loss = torch.where(valid, nll, torch.zeros_like(nll)).sum()
@@ -157,15 +158,8 @@ class CaffeAccuracy(CaffeLayerModule):
 
     @torch.no_grad()
     def forward(self, x, label):
-        outer = int(np.prod(x.shape[:self.axis]))
-        c = x.shape[self.axis]
-        inner = int(np.prod(x.shape[self.axis + 1:]))
-        lab = _labels(label, outer, inner, self.caffe_name)
-        s = x.reshape(outer, c, inner)
-        valid = torch.ones_like(lab, dtype=torch.bool)
-        if self.ignore_label is not None:
-            valid = lab != self.ignore_label
-        safe = torch.where(valid, lab, torch.zeros_like(lab))
+        s, valid, safe = _scores_and_labels(x, label, self.axis, self.ignore_label, self.caffe_name)
+        c = s.shape[1]
         true = s.gather(1, safe.unsqueeze(1))
         better = (s >= true).sum(1) - 1
         correct = (better < self.top_k) & valid

@@ -31,7 +31,7 @@ def _concat_axis(layer):
 class ConcatConverter(Converter):
     def build(self, layer, phase):
         axis = _concat_axis(layer)
-        return Fn(layer.name, lambda *xs: [torch.cat(xs, axis)] if len(xs) > 1 else [xs[0]])
+        return Fn(layer.name, lambda *xs: [torch.cat(xs, axis)] if len(xs) > 1 else [xs[0].view_as(xs[0])])
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         g.node("Concat", bottoms, tops[:1], layer.name, axis=_concat_axis(layer))
@@ -76,7 +76,8 @@ class SplitConverter(Converter):
 
     def build(self, layer, phase):
         n = len(layer.tops)
-        return Fn(layer.name, lambda x: [x] * n)
+        # distinct views, so that each top keeps its own gradient (Caffe's per-top diffs)
+        return Fn(layer.name, lambda x: [x.view_as(x) for _ in range(n)])
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         for i, t in enumerate(tops):
@@ -105,10 +106,10 @@ class FlattenConverter(Converter):
     def export(self, layer, g, bottoms, tops, blobs, phase):
         start, end = _flatten_axes(layer)
         nd = len(layer.bottom_shapes[0])
-        if end == nd - 1:
-            g.node("Flatten", bottoms[:1], tops[:1], layer.name, axis=start)
+        if start == 1 and end == nd - 1:
+            g.node("Flatten", bottoms[:1], tops[:1], layer.name, axis=1)
             return
-        shape = _onnx_shape(layer.bottom_shapes[0], layer.top_shapes[0], min(start, 1))
+        shape = [0] * start + [-1] + list(layer.bottom_shapes[0][end + 1:])
         g.node("Reshape", [bottoms[0], g.const_i64(f"{layer.name}/shape", shape)], tops[:1], layer.name)
 
 

@@ -1,0 +1,82 @@
+"""The paper's tables as data, and a run's tables compared with them cell by cell (issue 5, item 7).
+
+Without ``--run`` only the paper-data checks run. With ``--run RUN`` the tests fail on protocol defects (a table
+cell absent, NaN, missing folds, wrong fold structure) but never on the AUC values themselves: the comparison
+(inside the paper's 95% CI or not, and by how much) is written into RUN/report.md and RUN/results/comparison.csv.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compare import paper
+
+NO_WEIGHTS = "no pretrained weights: not comparable to the paper"
+
+
+# ---------------------------------------------------------------------------------------------- paper data
+def test_paper_values_inside_their_ci():
+    for name in ("table3", "table4", "table5"):
+        t = paper.load(name)
+        assert ((t.ci_low <= t.test_auc) & (t.test_auc <= t.ci_high)).all(), name
+
+
+def test_paper_tables_as_printed():
+    t3, t4, t5, t6 = (paper.load(n) for n in ("table3", "table4", "table5", "table6"))
+    assert list(t3.test_auc) == [0.56, 0.57, 0.54, 0.58] and list(t3.train_auc) == [0.93, 0.94, 0.98, 0.75]
+    assert list(t4.test_auc) == [0.60, 0.59] and list(t4.train_auc) == [0.93, 0.89]
+    assert list(t5.test_auc) == [0.58, 0.59, 0.65, 0.56, 0.55, 0.56]
+    assert list(t6.feature_length) == [64, 192, 256, 480, 512, 512, 512, 528, 832, 832, 1024, 1000]
+    # Table 6's FC1 column is Table 5's GoogLeNet 120 poly row (why Table 6 is read as patch 120, poly).
+    fc1 = t6[t6.paper_label == "FC1"].iloc[0]
+    row = t5[(t5.network == "GoogleNet") & (t5.patch_size == 120) & (t5.kernel == "poly")].iloc[0]
+    assert (fc1.train_auc, fc1.test_auc) == (row.train_auc, row.test_auc)
+    sw = paper.load("lr_sweeps")
+    assert list(sw.test_auc) == [0.54, 0.53, 0.54, 0.60, 0.60, 0.58]
+
+
+# ---------------------------------------------------------------------------------------------- a run
+@pytest.mark.parametrize("name", paper.RESULT_TABLES)
+def test_every_cell_present_and_finite(run_dir, name):
+    paper.check_table_cells(run_dir, name)
+
+
+def test_fold_structure(run_dir, provenance):
+    paper.check_folds(run_dir, provenance["n_folds"], provenance["n_repeats"])
+
+
+def test_outputs_exist(run_dir):
+    for rel in ("report.md", "results/summary.json", "results/folds.csv", "figures/figure2.png",
+                "figures/figure3.png", "figures/roc_table3.png", "figures/roc_table4.png", "figures/roc_table5.png"):
+        assert (run_dir / rel).exists(), rel
+
+
+def test_provenance_complete(provenance):
+    for key in ("code_version", "device", "seed", "n_folds", "n_repeats", "n_boot", "cohort", "weights"):
+        assert provenance.get(key) not in (None, ""), key
+    for w in provenance["weights"]:
+        assert w.get("sha1") or NO_WEIGHTS in w["status"], w
+
+
+def test_no_weights_flag_carried(run_dir, provenance):
+    if not provenance.get("no_pretrained_weights"):
+        pytest.skip("run used pretrained weights")
+    for name in ("table4", "table5", "table6"):
+        t = pd.read_csv(run_dir / "results" / f"{name}.csv")
+        assert (t.note == NO_WEIGHTS).all(), name
+    sw = pd.read_csv(run_dir / "results" / "lr_sweeps.csv")
+    assert (sw[sw.approach == "transfer"].note == NO_WEIGHTS).all()
+    assert NO_WEIGHTS in (run_dir / "report.md").read_text()
+
+
+def test_comparison_written_into_report(run_dir):
+    from replicate.report import insert_comparison
+
+    cmp = insert_comparison(run_dir)
+    n_cells = sum(len(paper.load(n)) for n in paper.RESULT_TABLES)
+    assert len(cmp) == n_cells
+    assert cmp["agrees"].isin([True, False]).all() and np.isfinite(cmp["outside_by"]).all()
+    text = (run_dir / "report.md").read_text()
+    assert "## Comparison with the paper" in text and f"of {n_cells} cells agree" in text
+    assert (run_dir / "results" / "comparison.csv").exists()
