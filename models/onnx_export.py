@@ -8,7 +8,8 @@ padded and ceil-overhanging borders), both LRN regions and every blob name survi
 Naming: the final value of a blob (what Caffe's ``net.blobs`` shows after the forward pass) carries the blob's
 name; an earlier value of a blob overwritten in place is named ``BLOB@LAYER`` after the layer that wrote it.
 Parameters are initializers named ``LAYER[i]`` (Caffe blob order). Helper values are ``LAYER/what``.
-The batch axis of every input is symbolic (``N``). Default opset: :data:`DEFAULT_OPSET`.
+An input exposed as an output (``--expose-blobs``) is copied to ``BLOB/output`` (ONNX forbids a graph input
+that is also a graph output). The batch axis of every input is symbolic (``N``). Default opset: :data:`DEFAULT_OPSET`.
 TRAIN-phase graphs take each Dropout layer's 0/1 mask as an extra input ``LAYER/mask``.
 """
 from __future__ import annotations
@@ -219,3 +220,26 @@ def to_onnx(source, path=None, expose_blobs: bool = False, outputs=None, opset: 
                 os.unlink(tmp)
             raise
     return model
+
+
+#: initializer bytes above which :func:`inference_session` hands onnxruntime a file with external data
+EXTERNAL_DATA_BYTES = 256 << 20
+
+
+def inference_session(model: onnx.ModelProto, providers=("CPUExecutionProvider",), sess_options=None):
+    """An ``onnxruntime.InferenceSession`` for ``model`` without holding two extra copies of large weights.
+
+    Small models go in as bytes; large ones (VGG16, VGG_R: 0.5-1.7 GB) are written to a temporary file with
+    external data and loaded from there (this moves ``model``'s tensors out to that file: the proto is left
+    without weights). Models over protobuf's 2 GB limit can only be loaded this way.
+    """
+    import onnxruntime as ort
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if size < EXTERNAL_DATA_BYTES:
+        return ort.InferenceSession(model.SerializeToString(), sess_options, providers=list(providers))
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "model.onnx")
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.bin", size_threshold=1024)
+        return ort.InferenceSession(path, sess_options, providers=list(providers))
+

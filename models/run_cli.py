@@ -91,7 +91,7 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
         return {k: v.float().cpu().numpy() for k, v in out.items()}
     import onnxruntime as ort
 
-    from models.onnx_export import build_onnx
+    from models.onnx_export import build_onnx, inference_session
     if any(l.type == "Dropout" for l in net.layers) and phase == "TRAIN":
         raise InputError("--backend onnxruntime --phase TRAIN: the ONNX graph takes each Dropout layer's mask as "
                          "an input (LAYER/mask), which this command does not supply; use --backend torch")
@@ -104,7 +104,8 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
         providers.insert(0, "CUDAExecutionProvider")
     for name, a in arrays.items():  # the torch module checks shapes; onnxruntime's messages are less clear
         module._check_input(name, torch.from_numpy(np.ascontiguousarray(a)))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=providers)
+    sess = inference_session(model, providers)
+    del model
     feeds = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in arrays.items()}
     names = [o.name for o in sess.get_outputs()]
     res = sess.run(names, feeds)

@@ -23,11 +23,14 @@ FIXED_CHOICES = [
     "MACC and parameters match Table 2; text = as the Methods text describes them; docs/deviations.md).",
     "Scratch nets are trained on 80-pixel patches resized to each net's input (the paper does not say which patch "
     "size); transfer learning also uses 80-pixel patches resized to 256 with a random 224 crop.",
-    "Batch size 32 and solver momentum/weight decay from prototxt/*/solver.prototxt (paper silent; GUESSes there); "
+    "Batch size 32 (paper preset) and solver momentum/weight decay from prototxt/*/solver.prototxt (paper silent; GUESSes there); "
     "step policy gamma 0.5 every 5 epochs of iterations (Table 2).",
     "Training AUC: patient-level AUC over the fold's training patients, each scored like a test patient (mean over "
     "its 25 scoring patches), averaged over folds of the reported repeat.",
-    "95% CI: percentile bootstrap over patients, resampled within each fold and class of the reported repeat.",
+    "95% CI: percentile bootstrap over the reported repeat's patients (stratified by label; each keeps its fold "
+    "and out-of-fold score; the fold-averaged AUC is recomputed).",
+    "Without --weights-dir, feature nets whose deploy file gives no filler (VGG16) get xavier weights and zero "
+    "biases (Caffe would fill zeros, making every feature 0); all such numbers are flagged.",
     "Median over repeats: the repeat whose fold-averaged AUC is the median (lower median for an even count).",
     "SVM: scikit-learn SVC defaults (C=1, gamma='scale', degree 3) on standardised features (paper silent).",
     "Table 6 uses patch 120 and the polynomial kernel (its FC1 column equals Table 5's GoogLeNet 120 poly row).",

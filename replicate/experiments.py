@@ -15,9 +15,8 @@ on 2 CPU cores. Every difference is listed by :meth:`Preset.differences` and pri
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pandas as pd
 
 from replicate.errors import ConfigError, ReplicateError
 from replicate.protocol import FoldResult, patient_folds, repeat_seed, summarise
-from replicate.runstate import RunState, atomic_write_json
+from replicate.runstate import RunState
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOTXT = REPO / "prototxt"
@@ -52,6 +51,7 @@ TABLE5_ROWS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet
 TABLE6_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
                 "inception_4b/output", "inception_4c/output", "inception_4d/output", "inception_4e/output",
                 "inception_5a/output", "inception_5b/output", "loss3/classifier"]
+RANDOM_INIT = "fillers+xavier-default"  # how nets are initialised without --weights-dir (in every cache key)
 FEATURE_BATCH = 32  # forward batch for feature extraction (TEST phase: no effect on the features)
 DEFAULT_FEATURE_BLOB = {"GoogleNet": "loss3/classifier", "VGGNet": "fc8"}
 
@@ -221,7 +221,7 @@ def _input_side(deploy: Path) -> int:
 def weights_id(spec, seed: int | None = None) -> str:
     """SHA1 of the caffemodel, or a marker for Caffe-filler random init with its seed."""
     if spec.weights is None:
-        return f"random-init-seed{seed}"
+        return f"random-init-{RANDOM_INIT}-seed{seed}"
     from models.fetch import sha1_of
 
     return sha1_of(spec.weights)
@@ -272,9 +272,10 @@ class Runner:
     """Runs every cell of a preset on patch stores (one per patch size), resumably."""
 
     def __init__(self, preset: Preset, stores: dict, run_dir: Path, device, weights_dir: Path | None = None,
-                 progress: bool = True, log=print):
+                 progress: bool = True):
         self.p, self.stores, self.run_dir = preset, stores, Path(run_dir)
-        self.device, self.weights_dir, self.progress, self.log = device, weights_dir, progress, log
+        self.device, self.weights_dir, self.progress = device, weights_dir, progress
+        self._rows: dict[int, np.ndarray] = {}
         self.state = RunState(run_dir)
         self.timings: dict[str, float] = {}
         from replicate.features import FeatureCache
@@ -282,6 +283,11 @@ class Runner:
         self.cache = FeatureCache(run_dir)
         first = stores[sorted(stores)[0]]
         self.patients = patients_table(first.index)
+        for size, st in stores.items():
+            other = patients_table(st.index)
+            if not other.equals(self.patients):
+                raise ReplicateError(f"patch stores {sorted(stores)[0]} and {size} px hold different patients or "
+                                     "labels; every approach must see the same cohort")
         self.folds = {r: patient_folds(self.patients, preset.n_folds, seed=repeat_seed(preset.seed, r), repeat=r)
                       for r in range(preset.n_repeats)}
 
@@ -291,8 +297,10 @@ class Runner:
         return self.stores[size]
 
     def rows(self, size: int) -> np.ndarray:
-        return select_rows(self.store(size).index, self.p.max_train_patches_per_patient,
-                           self.p.max_score_patches_per_patient)
+        if size not in self._rows:
+            self._rows[size] = select_rows(self.store(size).index, self.p.max_train_patches_per_patient,
+                                           self.p.max_score_patches_per_patient)
+        return self._rows[size]
 
     def unit_key(self, cell: Cell, repeat: int, fold: int) -> str:
         """Everything a fold's result depends on; a changed setting never reuses a stale result."""
@@ -304,7 +312,7 @@ class Runner:
             how = (f"w={self.weights_dir}|ep={s.epochs_by_input or s.transfer_epochs}|bs={s.batch_size}|"
                    f"it={s.max_iters_per_epoch}|base={s.transfer_base_lr}")
         else:
-            how = f"w={self.weights_dir}"
+            how = f"w={self.weights_dir or RANDOM_INIT}"
         rows = f"cap={s.max_train_patches_per_patient},{s.max_score_patches_per_patient},{s.max_train_auc_patients}"
         return (f"{cell.id}|repeat={repeat}|fold={fold}|seed={s.seed}|store={self.store(cell.patch_size).key}|"
                 f"{how}|{rows}|device={self.device.type}")

@@ -13,7 +13,6 @@ comes out of one forward pass.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np

@@ -14,7 +14,6 @@ Files written under the run folder (all atomically):
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

@@ -25,7 +25,7 @@ epoch, giving the per-epoch training and test AUC curves of Figure 2 and the fin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,6 @@ class TrainSettings:
     gamma: float = 0.5
     max_iters_per_epoch: int | None = None  # smoke only: cap on iterations per epoch
     eval_batch: int = 64
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -112,6 +111,23 @@ def train_proto(spec: NetSpec, new_lr_mult: float | None):
     return proto
 
 
+def with_default_fillers(deploy: Path):
+    """The deploy NetParameter with ``xavier`` weights and constant-0 biases wherever a Convolution or
+    InnerProduct layer gives no filler (VGG16's deploy file gives none: Caffe would fill zeros, making every
+    randomly initialised feature 0). Used only for feature nets run without pretrained weights."""
+    import models
+
+    proto = models.read_net_text(deploy)
+    filled = []
+    for layer in proto.layer:
+        param = {"Convolution": layer.convolution_param, "InnerProduct": layer.inner_product_param}.get(layer.type)
+        if param is not None and not param.HasField("weight_filler"):
+            param.weight_filler.type = "xavier"
+            param.bias_filler.type = "constant"
+            filled.append(layer.name)
+    return proto, filled
+
+
 class NetPair:
     """The TRAIN-phase train_val module (trained, with its loss layers) and the TEST-phase deploy module sharing its
     parameters by layer name (``models.to_torch(..., params_from=...)``: Caffe's train net / test net sharing).
@@ -123,7 +139,11 @@ class NetPair:
 
         self.spec, self.device = spec, device
         self.weights_report = None
-        self.test_net = models.load_net(spec.deploy, phase="TEST", batch=batch)
+        deploy = spec.deploy
+        self.filled = []
+        if spec.train_val is None and spec.weights is None:
+            deploy, self.filled = with_default_fillers(spec.deploy)
+        self.test_net = models.load_net(deploy, phase="TEST", batch=batch)
         self.input_name = next(iter(self.test_net.inputs))
         side = self.test_net.inputs[self.input_name][-1]
         if side != spec.input_size:
@@ -261,7 +281,7 @@ def fold_data(index, fold: Fold, rows: np.ndarray | None = None, max_train_auc_p
                     index["patient_id"].astype(str).to_numpy()[sc], labels)
 
 
-def split_auc(fold: Fold, scores: "pd.Series", labels: dict):
+def split_auc(fold: Fold, scores, labels: dict):
     """(train AUC, test ids, test labels, test scores) from per-patient scores."""
     tr = [p for p in fold.train_ids if p in scores.index]
     te = [p for p in fold.test_ids if p in scores.index]

@@ -3,7 +3,6 @@ inputs (the full smoke preset is the README's job, timed separately: see the rep
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np

@@ -14,7 +14,7 @@ from replicate import experiments as ex
 from replicate import protocol
 from replicate.protocol import FoldResult
 from replicate.svm import make_svm
-from replicate.training import TrainSettings, fold_data, split_auc, train_fold
+from replicate.training import TrainSettings, fold_data, train_fold
 
 N_PATIENTS, SEED = 33, 0   # 11 luminal A, 22 other: enough for 10 stratified folds
 

@@ -24,13 +24,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import seeded  # noqa: E402
-from make_golden import (BATCH, atomic_write_text, caffe_info, parse_net, prepare_prototxt_job,  # noqa: E402,F401
-                         set_seeded_params)
+from make_golden import atomic_write_text, caffe_info, parse_net, set_seeded_params  # noqa: E402
 
 
 def bench(net_path: Path, batch: int, seconds: float) -> dict:
     import caffe
-    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     caffe.set_mode_cpu()
     net_p = parse_net(net_path.read_text(), str(net_path))

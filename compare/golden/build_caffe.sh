@@ -19,10 +19,11 @@ PY="${1:-python3}"
 PY="$(command -v "$PY")"
 VERSION=9.0.2
 PATCH_ID="boostpy-lib+drop-test-include+cpu-only-v1"
-KEY="$(printf '%s|%s' "$VERSION" "$PATCH_ID" | sha256sum | cut -c1-12)"
+PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+# the cache key: sdist version + patch steps + the Python minor version (_caffe.so links libpython3.X)
+KEY="$(printf '%s|%s|python%s' "$VERSION" "$PATCH_ID" "$PYVER" | sha256sum | cut -c1-12)"
 ROOT="${RGR_CAFFE_CACHE:-$HOME/.cache/radiogenomics-replica/caffe-brocolli-$VERSION}"
 WORK="$ROOT/$KEY"
-PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 PYVER_NODOT="${PYVER/./}"
 log() { echo "[build_caffe $(date -u +%H:%M:%S)] $*" >&2; }
 

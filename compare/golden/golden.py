@@ -155,6 +155,9 @@ class Fixture:
         """(shape, flat indices or None, values or None, stats) for comparing an array of ours."""
         fx, k, m = self.resolve(key)
         shape = tuple(m["shape"])
+        if m["stored"] == "packbits":
+            bits = np.unpackbits(fx.npz[k])[:int(np.prod(shape))].astype(np.float32)
+            return shape, None, bits, None
         if m["stored"] == "full":
             return shape, None, fx.npz[k], fx.npz[f"stat/{k}"]
         if m["stored"] == "subsample":

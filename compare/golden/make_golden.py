@@ -5,14 +5,14 @@ pycaffe's own ``caffe.proto.caffe_pb2`` and ``google.protobuf.text_format``, nev
 Deterministic inputs and weights come from ``seeded.py`` (shared with the PyTorch tests).
 
     python compare/golden/make_golden.py                      # all fixtures into compare/golden/fixtures
-    python compare/golden/make_golden.py --out /tmp/g --only edge_conv
+    python compare/golden/make_golden.py --out /tmp/g --only edge__conv__TEST
     python compare/golden/make_golden.py --check compare/golden/fixtures   # regenerate to a temp dir, compare
 
 Fixture kinds:
   * ``net__<net>__<file>__<PHASE>``: every prototxt/<net>/{deploy,train_val}.prototxt, data layers replaced by
     Input layers (batch 2), forward; TRAIN also records dropout tops and losses and (small nets) param diffs.
   * ``edge__<name>__<PHASE>``: compare/golden/nets/<name>.prototxt, forward and backward (seeded top diffs).
-  * ``solver__<policy>``: SGDSolver, 6 iterations, params after each (solver.py in this folder describes it).
+  * ``solver__<policy>``: SGDSolver, 6 iterations, params after each (solver_golden.py describes them).
 Each fixture is a folder with net.prototxt (upstream syntax), blobs.npz, provenance.json and, for small nets,
 weights.caffemodel written by Caffe's Net.save().
 """

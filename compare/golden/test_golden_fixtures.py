@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from compare.golden import seeded
-from compare.golden.golden import FIXTURES, TOL, Fixture, fixture_names
+from compare.golden.golden import FIXTURES, Fixture, fixture_names
 
 BUDGET_BYTES = 30 * 2 ** 20
 NET_FIXTURES = fixture_names(prefix="net__") + fixture_names(prefix="edge__")
