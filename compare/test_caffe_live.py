@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -24,7 +25,7 @@ try:
 except Exception as e:  # noqa: BLE001 - any import failure means "no live Caffe here"
     pytest.skip(f"pycaffe not importable ({type(e).__name__}: {e}); run `tox -e caffe`", allow_module_level=True)
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from compare.golden import seeded
@@ -309,6 +310,8 @@ def test_random_net_backward_matches_live_caffe(text):
     import torch
 
     import models
+    # Caffe's Power backward is `power * y / x` when shift = 0 (power_layer.cpp): 0/0 = NaN at x = 0 (after a ReLU)
+    assume(not re.search(r"power: (?!1\.0|2\.0)[\d.]+ scale: [-\d.]+ shift: 0\.0 ", text))
     text = _out_of_place(text.replace("force_backward: false", "force_backward: true"))
     with tempfile.TemporaryDirectory() as td:
         _, x, model = run_caffe(text, Path(td))

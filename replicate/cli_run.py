@@ -164,11 +164,23 @@ def main(args: argparse.Namespace) -> int:
         for c in ex.unique_cells(preset):
             if c.approach in ("transfer", "features"):
                 flags[c.id] = ex.NO_WEIGHTS_FLAG
+    if args.weights_dir is not None:
+        from models.fetch import PROVENANCE
+
+        fetched = args.weights_dir / PROVENANCE
+        if fetched.exists():  # where the files came from (python -m models fetch-weights)
+            import json
+
+            by_name = {r["file"]: r for r in json.loads(fetched.read_text())["weights"]}
+            for w in weights:
+                rec = by_name.get(Path(w["file"]).name)
+                if rec:
+                    w["status"] += f"; fetched from {rec['url']} ({rec['checksum']})"
     first = stores[sorted(stores)[0]]
     prov = {
         "preset": preset.name, "started_utc": started,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_seconds": round(time.time() - t0, 1), "code_version": code_version(),
+        "wall_seconds_this_invocation": round(time.time() - t0, 1), "code_version": code_version(),
         "device": f"{device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
                   f"{torch.get_num_threads()} threads)",
         "torch": torch.__version__, "python": platform.python_version(), "seed": preset.seed,

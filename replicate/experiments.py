@@ -100,7 +100,7 @@ class Preset:
 PRESETS = {
     "paper": Preset("paper"),
     "smoke": Preset(
-        "smoke", n_repeats=1, n_boot=1000, scratch_epochs=1, transfer_epochs=1, batch_size=4,
+        "smoke", n_repeats=1, n_boot=1000, scratch_epochs=2, transfer_epochs=2, batch_size=4,
         max_iters_per_epoch={224: 1, 80: 2, 64: 2}, max_train_auc_patients=4,
         max_train_patches_per_patient=2, max_score_patches_per_patient=1,
         synth={"n_patients": 33, "seed": 0},
@@ -319,23 +319,30 @@ class Runner:
 
     # -- one cell ---------------------------------------------------------------------------------
     def run_cell(self, cell: Cell, bar=None) -> list[FoldResult]:
-        t0 = time.perf_counter()
+        """Every fold of every repeat of one cell; finished folds are read back, the rest computed and saved.
+
+        ``timings[cell.id]``: seconds spent computing the cell's folds, summed over the invocations that computed
+        them (stored with each fold), plus this invocation's feature extraction."""
         out = []
         feats = None
+        spent = 0.0
         for r in range(self.p.n_repeats):
             for fold in self.folds[r]:
                 key = self.unit_key(cell, r, fold.fold)
                 if self.state.done(key):
-                    out.append(FoldResult.from_json(self.state.load(key)))
+                    res = FoldResult.from_json(self.state.load(key))
                 else:
+                    t0 = time.perf_counter()
                     if cell.approach == "features" and feats is None:
                         feats = self.features(cell)
                     res = self.run_unit(cell, fold, feats)
+                    res.extra["seconds"] = time.perf_counter() - t0
                     self.state.save(key, res.to_json())
-                    out.append(res)
+                spent += float(res.extra.get("seconds", 0.0))
+                out.append(res)
                 if bar is not None:
                     bar.update(1)
-        self.timings[cell.id] = self.timings.get(cell.id, 0.0) + time.perf_counter() - t0
+        self.timings[cell.id] = spent
         return out
 
     def unit_seed(self, cell: Cell, repeat: int, fold: int) -> int:

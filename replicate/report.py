@@ -257,7 +257,7 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
               "Figure 2 row 2, Figure 3) come from randomly initialised nets (Caffe fillers, seeded).", ""]
     L += ["## Provenance", ""]
     for k in ("started_utc", "finished_utc", "code_version", "device", "torch", "seed", "n_folds", "n_repeats",
-              "n_boot", "wall_seconds"):
+              "n_boot", "wall_seconds_this_invocation"):
         if k in p:
             L.append(f"- **{k}**: {p[k]}")
     L += ["", "### Cohort and exclusion flow", ""]
@@ -274,7 +274,7 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
         L.append(f"- {d}")
     for d in p.get("fixed_choices", []):
         L.append(f"- {d}")
-    L += ["", "### Time per cell (seconds, this run)", ""]
+    L += ["", "### Compute time per cell (seconds, summed over the folds, whichever invocation computed them)", ""]
     for k, v in sorted(p.get("timings", {}).items(), key=lambda kv: -kv[1]):
         L.append(f"- {k}: {v:.1f}")
     L += ["", "## Results", "",

@@ -20,8 +20,10 @@ N_PATIENTS, SEED = 33, 0
 
 
 @pytest.fixture(scope="module")
-def stores(request):
-    root = Path(request.config.cache.mkdir(f"synth-effect0-{N_PATIENTS}-{SEED}"))  # shared with test_validity
+def stores(request, tmp_path_factory):
+    cache = getattr(request.config, "cache", None)  # reuse across sessions when pytest's cache is on
+    name = f"synth-effect0-{N_PATIENTS}-{SEED}"
+    root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)  # shared with test_validity
     return ex.synthetic_stores(root, N_PATIENTS, SEED, effect=0.0, sizes=[80])
 
 

@@ -20,9 +20,11 @@ N_PATIENTS, SEED = 33, 0   # 11 luminal A, 22 other: enough for 10 stratified fo
 
 
 @pytest.fixture(scope="module")
-def null_stores(request):
+def null_stores(request, tmp_path_factory):
     """`synth --effect 0` (labels independent of the images), cached across sessions in pytest's cache."""
-    root = Path(request.config.cache.mkdir(f"synth-effect0-{N_PATIENTS}-{SEED}"))
+    cache = getattr(request.config, "cache", None)  # reuse across sessions when pytest's cache is on
+    name = f"synth-effect0-{N_PATIENTS}-{SEED}"
+    root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
     return ex.synthetic_stores(root, N_PATIENTS, SEED, effect=0.0, sizes=[80])
 
 
