@@ -160,7 +160,10 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
         tops = []
         for t in layer.tops:
             seen[t] = seen.get(t, 0) + 1
-            tops.append(t if seen[t] == writes[t] else g.tmp(f"{t}@{layer.name}"))
+            # The last write keeps the blob's name, except for a net input rewritten in place (ReLU on "data"):
+            # ONNX names a value once, and the input already owns that name.
+            final = seen[t] == writes[t] and t not in net.inputs
+            tops.append(t if final else g.tmp(f"{t}@{layer.name}"))
         conv.export(layer, g, bottoms, tops, params.get(layer.name, []), net.phase)
         for t, v in zip(layer.tops, tops):
             current[t] = v
@@ -185,9 +188,9 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
     graph_outputs = []
     extra_nodes = []
     for b in wanted:
-        if b in net.inputs:  # an input cannot also be a graph output: expose a copy
+        if b in net.inputs:  # an input cannot also be a graph output: expose a copy of its final value
             name = g.tmp(f"{b}/output")
-            extra_nodes.append(helper.make_node("Identity", [b], [name], name=f"{b}/output"))
+            extra_nodes.append(helper.make_node("Identity", [current[b]], [name], name=f"{b}/output"))
             graph_outputs.append(out_info(name, b))
         else:
             graph_outputs.append(out_info(b, b))

@@ -186,6 +186,8 @@ def same_shape(layer, bottoms):
             raise _fail(layer, bottoms, f"LRN local_size must be odd, got {n}")
         if len(bottoms[0]) != 4:
             raise _fail(layer, bottoms, "LRN expects a 4-axis bottom")
+    if layer.type == "AbsVal" and layer.top[0] == layer.bottom[0]:
+        raise _fail(layer, bottoms, "AbsVal cannot run in place (Caffe's absval_layer.cpp CHECK_NE top/bottom)")
     if layer.type == "Softmax":
         canonical_axis(layer, bottoms, layer.softmax_param.axis, len(bottoms[0]))
     return [tuple(bottoms[0])], []

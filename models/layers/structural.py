@@ -183,7 +183,7 @@ def _eltwise(layer):
 
 class CaffeEltwise(CaffeLayerModule):
     """eltwise_layer.cpp: SUM ``sum_i coeff_i x_i``, PROD ``prod_i x_i``, MAX ``max_i x_i`` (the gradient goes
-    to the first bottom holding the max, as Caffe's argmax mask)."""
+    where Caffe's argmax mask sends it, ties included)."""
 
     def __init__(self, name, op, coeff):
         super().__init__(name)
@@ -200,7 +200,11 @@ class CaffeEltwise(CaffeLayerModule):
             for x in xs[1:]:
                 y = y * x
             return [y]
-        return [torch.stack(xs, 0).max(0).values]
+        # Caffe's MAX loop starts with "a > b ? a : b" on bottoms 0 and 1 (a tie goes to bottom 1), then a later
+        # bottom wins only when strictly greater. torch's max keeps the first maximum, so stacking the bottoms in the
+        # order 1, 0, 2, 3, ... sends each tie's gradient where Caffe's mask sends it.
+        order = [xs[1], xs[0], *xs[2:]] if len(xs) > 1 else list(xs)
+        return [torch.stack(order, 0).max(0).values]
 
 
 @register("Eltwise")
