@@ -71,7 +71,7 @@ def test_no_weights_flag_carried(run_dir, provenance):
 
 
 def test_comparison_written_into_report(run_dir):
-    from replicate.report import insert_comparison
+    from replicate.experiments.report import insert_comparison
 
     cmp = insert_comparison(run_dir)
     n_cells = sum(len(paper.load(n)) for n in paper.RESULT_TABLES)

@@ -23,7 +23,7 @@ from replicate.errors import ReplicateError
 # ---------------------------------------------------------------------------------------------------- synth
 
 def add_synth_arguments(p: argparse.ArgumentParser) -> None:
-    from replicate.synth import FAULT_KINDS, SynthConfig
+    from replicate.cohort.synth import FAULT_KINDS, SynthConfig
     d = SynthConfig()
     p.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
     p.add_argument("--patients", type=int, default=d.patients, help=f"number of patients (default {d.patients})")
@@ -42,7 +42,7 @@ def add_synth_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def synth_main(args: argparse.Namespace) -> int:
-    from replicate.synth import SynthConfig, generate, resolve_faults
+    from replicate.cohort.synth import SynthConfig, generate, resolve_faults
     cfg = SynthConfig(patients=args.patients, seed=args.seed, effect=args.effect, layout=args.layout,
                       lesion_slices=tuple(args.lesion_slices), compress=not args.no_compress,
                       faults=resolve_faults(args.fault, args.patients, args.seed), workers=args.workers)
@@ -78,8 +78,8 @@ def add_cohort_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args):
-    from replicate.duke import CohortSettings
-    from replicate.series_patterns import PatternTable
+    from replicate.cohort.duke import CohortSettings
+    from replicate.cohort.series_patterns import PatternTable
     patterns = PatternTable.from_csv(args.patterns) if args.patterns else PatternTable.default()
     return CohortSettings(box_index_base=args.box_base, box_end_inclusive=not args.box_end_exclusive,
                           her2_borderline=args.her2_borderline, patterns=patterns, workers=args.workers)
@@ -98,7 +98,7 @@ def format_flow(flow) -> str:
 
 
 def cohort_main(args: argparse.Namespace) -> int:
-    from replicate.duke import scan_cohort
+    from replicate.cohort.duke import scan_cohort
     cohort = scan_cohort(args.root, _settings(args), progress=not args.quiet)
     return report_cohort(cohort, Path(args.out) if args.out else Path.cwd() / f"cohort-{Path(args.root).name}")
 
@@ -149,7 +149,7 @@ def add_patches_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def patches_main(args: argparse.Namespace) -> int:
-    from replicate.patches import PatchConfig, PatchStore
+    from replicate.cohort.patches import PatchConfig, PatchStore
     cfg = PatchConfig(patch_size=args.size, seed=args.seed, target_spacing=args.target_spacing,
                       box_index_base=args.box_base, box_end_inclusive=not args.box_end_exclusive,
                       patterns_csv=args.patterns, her2_borderline=args.her2_borderline, workers=args.workers)

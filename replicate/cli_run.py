@@ -1,9 +1,9 @@
 """``python -m replicate run --preset smoke|paper [--data DIR] [--out RUN] [--device auto|cpu|cuda]
 [--weights-dir D]``: the paper's experiments end to end (Zhu et al. 2019, Tables 3-6, Figures 2-3).
 
-Without ``--data`` the run writes a synthetic cohort (replicate.synth) into ``RUN/cohort`` and uses it (the smoke
+Without ``--data`` the run writes a synthetic cohort (replicate.cohort.synth) into ``RUN/cohort`` and uses it (the smoke
 preset's job). The run is resumable: run the same command again after an interruption and finished folds, patch
-stores and features are reused. Outputs: see replicate.report.
+stores and features are reused. Outputs: see replicate.experiments.report.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def code_version() -> str:
 
 
 def _stores(cohort_root: Path, sizes, cache: Path, progress: bool) -> dict:
-    from replicate.patches import PatchConfig, PatchStore
+    from replicate.cohort.patches import PatchConfig, PatchStore
 
     return {s: PatchStore.build(cohort_root, PatchConfig(patch_size=s), cache, progress=progress)
             for s in sorted(set(sizes))}
@@ -100,9 +100,9 @@ def cohort_provenance(store) -> dict:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from replicate import experiments as ex
-    from replicate import report
-    from replicate.training import resolve_device
+    from replicate.experiments import grid as ex
+    from replicate.experiments import report
+    from replicate.experiments.training import resolve_device
 
     t0 = time.time()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
 
     # cohort
     if args.data is None:
-        from replicate.synth import SynthConfig, generate
+        from replicate.cohort.synth import SynthConfig, generate
 
         cohort_root = run_dir / "cohort"
         if not (cohort_root / "synthetic_truth.csv").exists():
@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"writing a synthetic cohort of {n} patients to {cohort_root}", file=sys.stderr)
             generate(cohort_root, SynthConfig(patients=n, seed=preset.synth.get("seed", 0),
                                               effect=args.synth_effect), overwrite=True, progress=progress)
-        cohort_desc = f"synthetic (replicate.synth, effect {args.synth_effect}, seed {preset.synth.get('seed', 0)})"
+        cohort_desc = f"synthetic (replicate.cohort.synth, effect {args.synth_effect}, seed {preset.synth.get('seed', 0)})"
     else:
         cohort_root = args.data
         if not cohort_root.is_dir():

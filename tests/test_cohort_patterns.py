@@ -1,11 +1,11 @@
-"""replicate.series_patterns: every SeriesDescription listed in shared/notes/duke-dataset.md gets its phase."""
+"""replicate.cohort.series_patterns: every SeriesDescription listed in shared/notes/duke-dataset.md gets its phase."""
 
 from __future__ import annotations
 
 import pytest
 
 from replicate.errors import ConfigError
-from replicate.series_patterns import PatternTable
+from replicate.cohort.series_patterns import PatternTable
 
 SEEN = {
     "pre": ["ax dyn pre", "ax 3d dyn pre", "ax 3d pre", "ax dyn", "ax 3d dyn", "ax 3d dyn MP",

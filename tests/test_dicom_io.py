@@ -1,4 +1,4 @@
-"""replicate.dicom_io and the loader on DICOM files nobody here wrote: pydicom's bundled MR test files."""
+"""replicate.cohort.dicom_io and the loader on DICOM files nobody here wrote: pydicom's bundled MR test files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from replicate.dicom_io import parse_time, read_header, read_pixels, sort_slices
-from replicate.duke import scan_cohort
+from replicate.cohort.dicom_io import parse_time, read_header, read_pixels, sort_slices
+from replicate.cohort.duke import scan_cohort
 from replicate.errors import DicomReadError
 
 MR = get_testdata_file("MR_small.dcm")

@@ -1,4 +1,4 @@
-"""replicate.duke on synthetic cohorts: the round trip is exact, each planted fault yields its reason, settings."""
+"""replicate.cohort.duke on synthetic cohorts: the round trip is exact, each planted fault yields its reason, settings."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from replicate.duke import CohortSettings, luminal_a, read_clinical, scan_cohort
+from replicate.cohort.duke import CohortSettings, luminal_a, read_clinical, scan_cohort
 from replicate.errors import CohortError
-from replicate.synth import SynthConfig, generate, resolve_faults
+from replicate.cohort.synth import SynthConfig, generate, resolve_faults
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from compare import paper
-from replicate import experiments as ex
-from replicate import protocol, report
-from replicate.protocol import FoldResult
-from replicate.runstate import RunState
+from replicate.experiments import grid as ex
+from replicate.experiments import protocol, report
+from replicate.experiments.protocol import FoldResult
+from replicate.experiments.runstate import RunState
 
 N_PATIENTS, SEED = 33, 0
 
@@ -153,7 +153,7 @@ def test_transfer_net_takes_imagenet_weights_except_the_new_2way_layers(tmp_path
     """A caffemodel written by our writer from the 1000-way ImageNet GoogLeNet stands in for BVLC's file: the
     fine-tuning net copies every layer by name except the renamed 2-way classifiers (Caffe's convention)."""
     import models
-    from replicate.training import NetPair
+    from replicate.experiments.training import NetPair
 
     src = models.to_torch(models.load_net(ex.PROTOTXT / "googlenet_imagenet" / "deploy.prototxt", batch=1), seed=5)
     wdir = tmp_path / "weights"
@@ -178,8 +178,8 @@ def test_transfer_net_takes_imagenet_weights_except_the_new_2way_layers(tmp_path
 
 
 def test_features_are_extracted_once_per_blob_and_pooled_over_xy(stores, tmp_path):
-    from replicate.features import FeatureCache, cached_features
-    from replicate.training import NetPair, NetSpec
+    from replicate.experiments.features import FeatureCache, cached_features
+    from replicate.experiments.training import NetPair, NetSpec
 
     deploy = ex.PROTOTXT / "cifar" / "deploy.prototxt"
     spec = NetSpec("CIFAR", deploy, input_size=80, style="scratch")
@@ -200,6 +200,6 @@ def test_features_are_extracted_once_per_blob_and_pooled_over_xy(stores, tmp_pat
     assert len(built) == 2 and c["conv3"].shape == (20, 64)
     # x-y average of the raw blob
     pair = make_pair()
-    from replicate.training import prepare
+    from replicate.experiments.training import prepare
     raw = pair.blobs(prepare(np.asarray(store.patches[rows[:3]]), spec, None), ["pool3"])["pool3"]
     np.testing.assert_allclose(a["pool3"][:3], raw.detach().mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)

@@ -1,4 +1,4 @@
-"""replicate.patches: patch geometry on images with known content, and the patch store contract."""
+"""replicate.cohort.patches: patch geometry on images with known content, and the patch store contract."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from replicate.duke import Box, scan_cohort
-from replicate.patches import (PatchConfig, PatchStore, extract_patch, patient_patches, plan_patient,
+from replicate.cohort.duke import Box, scan_cohort
+from replicate.cohort.patches import (PatchConfig, PatchStore, extract_patch, patient_patches, plan_patient,
                                choose_test_slices as window)
-from replicate.synth import SynthConfig, generate
+from replicate.cohort.synth import SynthConfig, generate
 
 
 def _marker(h=60, w=70, at=(30, 40), value=7.0):

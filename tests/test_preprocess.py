@@ -1,4 +1,4 @@
-"""replicate.preprocess: resampling keeps physical size, subtraction channels, the documented net-input scaling."""
+"""replicate.cohort.preprocess: resampling keeps physical size, subtraction channels, the documented net-input scaling."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from replicate.errors import ConfigError
-from replicate.preprocess import (IMAGENET_MEAN_BGR, map_coordinate, resample, resampled_shape,
+from replicate.cohort.preprocess import (IMAGENET_MEAN_BGR, map_coordinate, resample, resampled_shape,
                                   subtraction_channels, to_net_input)
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from replicate import protocol
-from replicate.protocol import FoldResult, ProtocolError
+from replicate.experiments import protocol
+from replicate.experiments.protocol import FoldResult, ProtocolError
 
 
 def _patients(n_pos=30, n_neg=60):

@@ -6,7 +6,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from replicate.svm import KERNELS, make_svm
+from replicate.experiments.svm import KERNELS, make_svm
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

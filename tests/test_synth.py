@@ -1,4 +1,4 @@
-"""replicate.synth: same seed same bytes, the real layout, and a label signal only where --effect asks for one."""
+"""replicate.cohort.synth: same seed same bytes, the real layout, and a label signal only where --effect asks for one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from replicate.errors import ConfigError
-from replicate.synth import SLOPE_SHIFT, SynthConfig, _make_patient, generate, resolve_faults
+from replicate.cohort.synth import SLOPE_SHIFT, SynthConfig, _make_patient, generate, resolve_faults
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -10,11 +10,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from replicate import experiments as ex
-from replicate import protocol
-from replicate.protocol import FoldResult
-from replicate.svm import make_svm
-from replicate.training import TrainSettings, fold_data, train_fold
+from replicate.experiments import grid as ex
+from replicate.experiments import protocol
+from replicate.experiments.protocol import FoldResult
+from replicate.experiments.svm import make_svm
+from replicate.experiments.training import TrainSettings, fold_data, train_fold
 
 N_PATIENTS, SEED = 33, 0   # 11 luminal A, 22 other: enough for 10 stratified folds
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from replicate.runstate import atomic_save_npy, atomic_write_json, slug
+from replicate.experiments.runstate import atomic_save_npy, atomic_write_json, slug
 
 
 def pool_xy(t: torch.Tensor) -> torch.Tensor:
@@ -56,9 +56,9 @@ class FeatureCache:
 
 def extract(pair, store, rows: np.ndarray, spec, blobs: list[str], batch: int = 32, progress=None
             ) -> dict[str, np.ndarray]:
-    """Run ``pair.test_module`` (replicate.training.NetPair) on ``store.patches[rows]`` and return, per blob, the
+    """Run ``pair.test_module`` (replicate.experiments.training.NetPair) on ``store.patches[rows]`` and return, per blob, the
     (len(rows), D) feature matrix (x-y averaged where spatial)."""
-    from replicate.training import prepare
+    from replicate.experiments.training import prepare
 
     out: dict[str, list[np.ndarray]] = {b: [] for b in blobs}
     with torch.no_grad():

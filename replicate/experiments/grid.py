@@ -1,7 +1,7 @@
 """The paper's three approaches under its protocol, as a grid of cells (Zhu et al. 2019, Tables 3-6, Figures 2-3).
 
 A *cell* is one number of one table (e.g. Table 5, GoogLeNet, patch 120, poly). Each cell is evaluated by
-patient-level stratified 10-fold CV repeated ``n_repeats`` times (replicate.protocol); the unit of work, stored
+patient-level stratified 10-fold CV repeated ``n_repeats`` times (replicate.experiments.protocol); the unit of work, stored
 atomically and skipped on resume, is one (cell, repeat, fold).
 
 - Table 3 / Figure 2 row 1: training from scratch, four nets from ``prototxt/``, lr sweep on VGG_R.
@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from replicate.errors import ConfigError, ReplicateError
-from replicate.protocol import FoldResult, patient_folds, repeat_seed, summarise
-from replicate.runstate import RunState
+from replicate.experiments.protocol import FoldResult, patient_folds, repeat_seed, summarise
+from replicate.experiments.runstate import RunState
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROTOTXT = REPO / "prototxt"
 NO_WEIGHTS_FLAG = "no pretrained weights: not comparable to the paper"
 
@@ -192,7 +192,7 @@ def imagenet_spec(network: str, weights_dir: Path | None, transfer: bool):
 
 
 def _spec(network, folder: Path, train: bool, weights, resize, new_layers):
-    from replicate.training import NetSpec, data_transform
+    from replicate.experiments.training import NetSpec, data_transform
 
     deploy = folder / "deploy.prototxt"
     size = _input_side(deploy)
@@ -245,10 +245,10 @@ def select_rows(index: pd.DataFrame, max_train: int | None, max_score: int | Non
 
 
 def synthetic_stores(root: Path, n_patients: int, seed: int, effect: float, sizes, progress: bool = False) -> dict:
-    """A synthetic cohort (replicate.synth) under ``root/cohort`` (written once, reused) and its patch stores
+    """A synthetic cohort (replicate.cohort.synth) under ``root/cohort`` (written once, reused) and its patch stores
     under ``root/patches``, one per patch size."""
-    from replicate.patches import PatchConfig, PatchStore
-    from replicate.synth import SynthConfig, generate
+    from replicate.cohort.patches import PatchConfig, PatchStore
+    from replicate.cohort.synth import SynthConfig, generate
 
     root = Path(root)
     cohort = root / "cohort"
@@ -278,7 +278,7 @@ class Runner:
         self._rows: dict[int, np.ndarray] = {}
         self.state = RunState(run_dir)
         self.timings: dict[str, float] = {}
-        from replicate.features import FeatureCache
+        from replicate.experiments.features import FeatureCache
 
         self.cache = FeatureCache(run_dir)
         first = stores[sorted(stores)[0]]
@@ -350,7 +350,7 @@ class Runner:
         return int(h[:8], 16)
 
     def run_unit(self, cell: Cell, fold, feats) -> FoldResult:
-        from replicate.training import TrainSettings, fold_data, train_fold
+        from replicate.experiments.training import TrainSettings, fold_data, train_fold
 
         store = self.store(cell.patch_size)
         data = fold_data(store.index, fold, self.rows(cell.patch_size), self.p.max_train_auc_patients)
@@ -372,8 +372,8 @@ class Runner:
 
     def features(self, cell: Cell) -> dict:
         """All feature matrices this net/patch size needs (every blob of Tables 5-6 in one pass)."""
-        from replicate.features import cached_features
-        from replicate.training import NetPair
+        from replicate.experiments.features import cached_features
+        from replicate.experiments.training import NetPair
 
         spec = imagenet_spec(cell.network, self.weights_dir, transfer=False)
         store = self.store(cell.patch_size)
@@ -420,9 +420,9 @@ class Runner:
 
 def svm_fold(cell: Cell, fold, data, feats) -> FoldResult:
     """Fit standardise+SVC on the fold's training patches, score patients by their mean decision value."""
-    from replicate.protocol import patient_scores
-    from replicate.svm import make_svm
-    from replicate.training import split_auc
+    from replicate.experiments.protocol import patient_scores
+    from replicate.experiments.svm import make_svm
+    from replicate.experiments.training import split_auc
 
     rows, x = feats["rows"], feats["blobs"][cell.blob]
     where = {int(r): i for i, r in enumerate(rows)}

@@ -16,9 +16,9 @@ Settled conventions (all are :class:`CohortSettings` fields):
   HER2 borderline (code 2) is ``her2_borderline="negative"`` by default (a borderline tumour without proven
   amplification counts as HER2-negative); ``"positive"`` makes it HER2-positive, ``"exclude"`` excludes the
   patients whose label depends on it. The report states how many included patients the setting moves.
-* **Phases**: from SeriesDescription through :class:`replicate.series_patterns.PatternTable`; when acquisition (or
+* **Phases**: from SeriesDescription through :class:`replicate.cohort.series_patterns.PatternTable`; when acquisition (or
   series) times are present they must increase pre < post1 < post2 < post3, else the patient is excluded.
-* **Slices**: ordered by geometry (:func:`replicate.dicom_io.sort_slices`); every post-contrast series must have
+* **Slices**: ordered by geometry (:func:`replicate.cohort.dicom_io.sort_slices`); every post-contrast series must have
   the pre-contrast series' slice count ("discordant number of slices", as in the paper), pixel grid and positions.
 
 Lazy and parallel: :func:`scan_cohort` reads one patient at a time per worker process (headers and a pixel-data
@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 import pydicom
 
-from replicate.dicom_io import (SliceHeader, SortedSeries, check_pixel_data, header_from_dataset, read_pixels,
+from replicate.cohort.dicom_io import (SliceHeader, SortedSeries, check_pixel_data, header_from_dataset, read_pixels,
                                 sort_slices)
 from replicate.errors import CohortError, ConfigError, DicomReadError, ReplicateError
-from replicate.series_patterns import DCE_PHASES, PatternTable
+from replicate.cohort.series_patterns import DCE_PHASES, PatternTable
 
 PATIENT_DIR = re.compile(r"^Breast_MRI_\d+$")
 BOX_FILE = "Annotation_Boxes.xlsx"

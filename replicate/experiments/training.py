@@ -10,7 +10,7 @@ epoch, giving the per-epoch training and test AUC curves of Figure 2 and the fin
   Parameters start from Caffe's fillers (``models.to_torch``, seeded) or an ImageNet caffemodel.
 - Input: the TRAIN data layer's ``transform_param`` (crop_size, mirror, mean) and ``batch_size`` are honoured the
   way Caffe's DataTransformer applies them (random crop and mirror in TRAIN, centre crop in TEST); the mean is
-  subtracted by ``replicate.preprocess.to_net_input(style="imagenet")`` when the layer declares one.
+  subtracted by ``replicate.cohort.preprocess.to_net_input(style="imagenet")`` when the layer declares one.
 - Transfer learning (paper: "the output dimension of the last fully connected layer was changed from 1000 to 2,
   and the weights in this layer were re-initialized randomly ... learning rate of the last fully connected layer
   was set to 0.001 ... (0.0001)" for all the other layers): ``prototxt/{googlenet_transfer,vgg16}`` carry renamed
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from replicate.errors import ConfigError, ReplicateError
-from replicate.protocol import Fold, FoldResult, auc, patient_scores
+from replicate.experiments.protocol import Fold, FoldResult, auc, patient_scores
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class NetSpec:
     solver: Path | None = None    # solver.prototxt (momentum, weight decay)
     input_size: int = 224         # the net's input side (its crop_size / deploy input)
     resize: int | None = None     # resize patches to this side before cropping (transfer: 256); None = input_size
-    style: str = "scratch"        # replicate.preprocess.to_net_input style ("imagenet" subtracts the BGR mean)
+    style: str = "scratch"        # replicate.cohort.preprocess.to_net_input style ("imagenet" subtracts the BGR mean)
     mirror: bool = False          # transform_param.mirror of the TRAIN data layer
     weights: Path | None = None   # ImageNet caffemodel; None = Caffe fillers (seeded)
     new_layers: tuple = ()        # transfer: the re-initialised 2-way layers whose lr is swept
@@ -221,9 +221,9 @@ def make_solver(spec: NetSpec, module, settings: TrainSettings, iters_per_epoch:
 # ----------------------------------------------------------------------------------------------- data
 def prepare(patches: np.ndarray, spec: NetSpec, rng: np.random.Generator | None) -> torch.Tensor:
     """Patches (N, 3, S, S) -> net input, as Caffe's DataTransformer (data_transformer.cpp) would: resize to
-    ``spec.resize`` (replicate.preprocess.to_net_input, which also subtracts the mean for the ImageNet style),
+    ``spec.resize`` (replicate.cohort.preprocess.to_net_input, which also subtracts the mean for the ImageNet style),
     then crop ``input_size`` at a random offset and mirror at random in TRAIN (``rng`` given), centre crop in TEST."""
-    from replicate.preprocess import to_net_input
+    from replicate.cohort.preprocess import to_net_input
 
     side = spec.resize or spec.input_size
     big = to_net_input(patches, side, style=spec.style)
@@ -257,7 +257,7 @@ class FoldData:
 
 def fold_data(index, fold: Fold, rows: np.ndarray | None = None, max_train_auc_patients: int | None = None
               ) -> FoldData:
-    """Split a patch index (replicate.patches.PatchStore.index, optionally restricted to ``rows``).
+    """Split a patch index (replicate.cohort.patches.PatchStore.index, optionally restricted to ``rows``).
 
     ``max_train_auc_patients`` (smoke preset only): score only the first k training patients of each class (by
     id) for the training AUC, to save forward passes."""

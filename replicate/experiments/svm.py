@@ -3,7 +3,7 @@
 The paper trains "SVMs with different kernel functions" on extracted features and does not give C, gamma or the
 polynomial degree: we use scikit-learn's defaults (C=1, gamma="scale", degree=3, coef0=0) on standardised
 features (``StandardScaler``, fitted on the training patches of the fold only). The decision function is the patch
-score; a patient's score is the mean over its patches (replicate.protocol.patient_scores).
+score; a patient's score is the mean over its patches (replicate.experiments.protocol.patient_scores).
 """
 from __future__ import annotations
 

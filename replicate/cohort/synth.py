@@ -33,7 +33,7 @@ Same arguments, same bytes: every random draw comes from ``numpy.random.default_
 patient's content does not depend on the cohort size), UIDs are derived from the seed, and the xlsx zip entries get
 a fixed timestamp. A file ``synthetic_truth.csv`` at the root records what was planted (the loader never reads it).
 
-Faults (``faults``) plant the exclusion reasons of :mod:`replicate.duke` in chosen patients.
+Faults (``faults``) plant the exclusion reasons of :mod:`replicate.cohort.duke` in chosen patients.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 "Model Evaluation").
 
 Patches are square, ``patch_size`` pixels of the resampled grid (80 to 120 in the paper), cut from the
-three-channel subtraction image (:mod:`replicate.preprocess`) around the lesion box:
+three-channel subtraction image (:mod:`replicate.cohort.preprocess`) around the lesion box:
 
 * **training** (role ``train``): on every slice of every box (a "lesion region"), the patch centred on the box
   centre (kind ``centre``) plus ``n_aug`` = 4 patches (``aug1`` .. ``aug4``) centred on the box centre moved by a
@@ -44,11 +44,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from replicate.duke import Box, Cohort, CohortSettings, PatientRecord, load_phases, scan_cohort
+from replicate.cohort.duke import Box, Cohort, CohortSettings, PatientRecord, load_phases, scan_cohort
 from replicate.errors import ConfigError, PatchStoreError
-from replicate.preprocess import (map_coordinate, reference_intensity, resample, resampled_shape,
+from replicate.cohort.preprocess import (map_coordinate, reference_intensity, resample, resampled_shape,
                                   subtraction_channels)
-from replicate.series_patterns import PatternTable
+from replicate.cohort.series_patterns import PatternTable
 
 STORE_VERSION = 1          # bump when the pixels a configuration produces change
 TRAIN_KINDS_PREFIX = "aug"
@@ -68,7 +68,7 @@ class PatchConfig:
     target_spacing: float | None = None   # mm; None = the cohort's most frequent in-plane spacing
     box_index_base: int = 1
     box_end_inclusive: bool = True
-    patterns_csv: str | None = None       # extra SeriesDescription rules (replicate.series_patterns)
+    patterns_csv: str | None = None       # extra SeriesDescription rules (replicate.cohort.series_patterns)
     her2_borderline: str = "negative"
     workers: int = 2
 

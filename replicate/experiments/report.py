@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replicate.runstate import atomic_write_bytes, atomic_write_json, atomic_write_text
+from replicate.experiments.runstate import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 

@@ -1,0 +1,1 @@
+"""The experiments: the paper's protocol, the three approaches, the grid of cells and the report."""
