@@ -1,0 +1,1 @@
+from compare.verdict import judge  # noqa: F401  (compare.verdict: the per-cell judgement)
