@@ -6,8 +6,11 @@ returns the exit status; :class:`replicate.errors.ReplicateError` is left to the
 
 * ``synth --out DIR [--patients N] [--seed S] [--effect E] [--fault KIND[:N|:Breast_MRI_XXX]] ...``: write a
   synthetic cohort in the Duke layout (replicate/synth.py).
-* ``cohort ROOT [--out DIR]``: scan a cohort, print the exclusion flow (Zhu et al. 2019, "Patient Population") and
-  the per-scanner table (Table 1), write both as CSV plus one row a patient.
+* ``cohort ROOT [--out DIR] [--clinical FILE] [--boxes FILE]``: scan a cohort, print the exclusion flow (Zhu et al.
+  2019, "Patient Population"), the per-scanner table (Table 1) and our luminal A label against the spreadsheet's
+  ``Mol Subtype`` (prevalence, HER2-borderline count), write them as CSV plus one row a patient. ROOT holds the
+  ``Breast_MRI_XXX`` folders or ``Duke-Breast-Cancer-MRI/``; the spreadsheets are found in ROOT or up to two
+  folders above it (replicate.cohort.duke.locate_inputs).
 * ``patches ROOT --cache DIR [--size 80]``: build (or reuse, or resume) the patch store for one configuration.
 """
 
@@ -71,9 +74,13 @@ def _add_loader_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_cohort_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("root", help="Duke-Breast-Cancer-MRI root (Breast_MRI_XXX folders + the two xlsx files)")
-    p.add_argument("--out", help="folder for cohort_flow.csv, cohort_table1.csv, cohort_patients.csv "
-                                 "(default ./cohort-<root name>)")
+    p.add_argument("root", help="folder holding the Breast_MRI_XXX folders, or the folder holding "
+                                "Duke-Breast-Cancer-MRI/; the two xlsx files are looked up there and up to two "
+                                "folders above")
+    p.add_argument("--clinical", metavar="FILE", help="Clinical_and_Other_Features.xlsx (default: found near ROOT)")
+    p.add_argument("--boxes", metavar="FILE", help="Annotation_Boxes.xlsx (default: found near ROOT)")
+    p.add_argument("--out", help="folder for cohort_flow.csv, cohort_table1.csv, cohort_subtypes.csv, "
+                                 "cohort_patients.csv (default ./cohort-<root name>)")
     _add_loader_arguments(p)
 
 
@@ -97,9 +104,28 @@ def format_flow(flow) -> str:
     return "\n".join(lines)
 
 
+def format_labels(summary: dict) -> str:
+    """Prevalence of our luminal A label and its agreement with ``Mol Subtype`` (Cohort.label_summary)."""
+    lines = [f"Luminal A label: {summary['rule']}"]
+    for pop, what in (("labelled", "with a label"), ("included", "included")):
+        d = summary[pop]
+        prev = f"{d['prevalence']:.3f}" if d["n"] else "n/a"
+        lines.append(f"  {what:<13} {d['luminal_a']:>5} luminal A of {d['n']:<5} (prevalence {prev}); Mol Subtype "
+                     f"known for {d['mol_subtype_known']}: ours luminal A but not luminal-like "
+                     f"{d['ours_a_not_luminal_like']}, luminal-like but not ours {d['luminal_like_not_ours_a']}")
+    b = summary["her2_borderline"]
+    lines.append(f"  HER2 borderline with ER/PR positive: {b['borderline_hr_positive']} patient(s), "
+                 f"{b['included_affected']} of them included; setting '{b['setting']}' (negative = luminal A, "
+                 f"positive = other, exclude = excluded): {b['borderline_hr_positive']} label(s) change between "
+                 f"'negative' and 'positive'")
+    lines.append("Our label (rows) against Mol Subtype (columns), patients with a label:")
+    return "\n".join(lines)
+
+
 def cohort_main(args: argparse.Namespace) -> int:
     from replicate.cohort.duke import scan_cohort
-    cohort = scan_cohort(args.root, _settings(args), progress=not args.quiet)
+    cohort = scan_cohort(args.root, _settings(args), progress=not args.quiet, clinical=args.clinical,
+                         boxes=args.boxes)
     return report_cohort(cohort, Path(args.out) if args.out else Path.cwd() / f"cohort-{Path(args.root).name}")
 
 
@@ -114,14 +140,16 @@ def report_cohort(cohort, out: Path) -> int:
     inc = patients[patients.status == "included"]
     n_lum = int((inc.label == 1).sum())
     print(f"Cohort flow: {cohort.root}")
+    print(f"  spreadsheets: {cohort.clinical_path}, {cohort.boxes_path}")
     print(format_flow(flow))
     print(f"  included: luminal A {n_lum}, other {len(inc) - n_lum}")
-    b = cohort.borderline_summary()
-    print(f"  HER2 borderline with ER/PR positive: {b['borderline_hr_positive']} patient(s); setting "
-          f"'{b['setting']}' (negative = luminal A, positive = other, exclude = excluded); "
-          f"{b['borderline_hr_positive']} label(s) change between 'negative' and 'positive'")
     if len(inc):
         print(f"  target in-plane spacing (most frequent): {cohort.target_spacing():.4f} mm")
+    print()
+    print(format_labels(cohort.label_summary()))
+    crosstab = cohort.subtype_crosstab("labelled")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(crosstab.to_string())
     print()
     print("Table 1 (included patients by scanner)")
     if table1.empty:
@@ -129,11 +157,13 @@ def report_cohort(cohort, out: Path) -> int:
     else:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(table1.to_string(index=False))
-    for name, df in (("cohort_flow.csv", flow), ("cohort_table1.csv", table1), ("cohort_patients.csv", patients)):
+    subtypes = crosstab.reset_index()
+    names = ("cohort_flow.csv", "cohort_table1.csv", "cohort_subtypes.csv", "cohort_patients.csv")
+    for name, df in zip(names, (flow, table1, subtypes, patients)):
         tmp = out / f".{name}.tmp"
         df.to_csv(tmp, index=False, lineterminator="\n")
         tmp.replace(out / name)
-    print(f"\nwrote {out / 'cohort_flow.csv'}, {out / 'cohort_table1.csv'}, {out / 'cohort_patients.csv'}")
+    print(f"\nwrote {', '.join(str(out / n) for n in names)}")
     return 0
 
 

@@ -48,6 +48,10 @@ from replicate.cohort.series_patterns import DCE_PHASES, PatternTable
 PATIENT_DIR = re.compile(r"^Breast_MRI_\d+$")
 BOX_FILE = "Annotation_Boxes.xlsx"
 CLINICAL_FILE = "Clinical_and_Other_Features.xlsx"
+COLLECTION_DIR = "Duke-Breast-Cancer-MRI"   # the folder the TCIA download tool writes the patient folders into
+SPREADSHEET_PARENT_LEVELS = 2                # spreadsheets are looked up in ROOT and up to this many parents
+#: ``Mol Subtype`` codes of Clinical_and_Other_Features.xlsx (its legend row; shared/notes/duke-dataset.md)
+MOL_SUBTYPES = {0: "luminal-like", 1: "ER/PR pos HER2 pos", 2: "her2", 3: "trip neg"}
 MISSING_CODES = {"NA", "NC", "NP", "", "N/A", "NAN"}
 
 # Exclusion reasons, in the order the flow applies them (stage, reason). Mirrors the paper's flow: clinical data
@@ -468,6 +472,68 @@ def find_patients(root: str | Path) -> list[tuple[str, Path]]:
     return pats
 
 
+@dataclass(frozen=True)
+class CohortInputs:
+    """Where a cohort's parts are: the folder holding ``Breast_MRI_XXX``, the two spreadsheets, and every folder
+    searched for them (in order)."""
+
+    patients_root: Path
+    clinical: Path
+    boxes: Path
+    searched: tuple[Path, ...]
+
+
+def _has_patients(d: Path) -> bool:
+    try:
+        return d.is_dir() and any(p.is_dir() and PATIENT_DIR.match(p.name) for p in d.iterdir())
+    except OSError:
+        return False
+
+
+def locate_inputs(root: str | Path, clinical: str | Path | None = None, boxes: str | Path | None = None
+                  ) -> CohortInputs:
+    """Find the patient folders and the two spreadsheets of a cohort the way users keep them.
+
+    Patient folders: ``ROOT/Breast_MRI_XXX``, or ``ROOT/Duke-Breast-Cancer-MRI/Breast_MRI_XXX`` (ROOT is then the
+    folder the TCIA download tool wrote, e.g. ``manifest-NNN``). Spreadsheets (``Clinical_and_Other_Features.xlsx``,
+    ``Annotation_Boxes.xlsx``): the given files when ``clinical`` / ``boxes`` are set; otherwise the first of the
+    patient folder's parent, ROOT, and ROOT's parent folders up to two levels that holds the file (the collection
+    ships them separately from the images; shared/notes/duke-dataset.md).
+
+    Raises CohortError naming ROOT when it holds no patient folders (directly or in Duke-Breast-Cancer-MRI/), a
+    given file that does not exist, or a spreadsheet not found anywhere, with every folder looked in."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CohortError(f"{root}: cohort root is not a directory")
+    if _has_patients(root):
+        pdir = root
+    elif _has_patients(root / COLLECTION_DIR):
+        pdir = root / COLLECTION_DIR
+    else:
+        raise CohortError(f"{root}: no Breast_MRI_XXX patient folders (looked in {root} and "
+                          f"{root / COLLECTION_DIR})")
+    absroot = root.resolve()
+    places: list[Path] = []
+    for d in [pdir.resolve(), absroot] + list(absroot.parents)[:SPREADSHEET_PARENT_LEVELS]:
+        if d not in places:
+            places.append(d)
+
+    def find(given, name: str, what: str, option: str) -> Path:
+        if given is not None:
+            g = Path(given)
+            if not g.is_file():
+                raise CohortError(f"{g}: {what} not found ({option})")
+            return g
+        for d in places:
+            if (d / name).is_file():
+                return d / name
+        raise CohortError(f"{name}: {what} not found; looked in {', '.join(str(d) for d in places)} "
+                          f"(pass {option} FILE)")
+
+    return CohortInputs(patients_root=pdir, clinical=find(clinical, CLINICAL_FILE, "clinical table", "--clinical"),
+                        boxes=find(boxes, BOX_FILE, "annotation table", "--boxes"), searched=tuple(places))
+
+
 def _scan_job(args) -> PatientRecord:
     return scan_patient(*args)
 
@@ -479,6 +545,8 @@ class Cohort:
     root: str
     settings: CohortSettings
     records: list[PatientRecord]
+    clinical_path: str = ""
+    boxes_path: str = ""
 
     @property
     def table(self) -> pd.DataFrame:
@@ -538,27 +606,91 @@ class Cohort:
         return {"setting": self.settings.her2_borderline, "borderline_hr_positive": len(moves),
                 "included_affected": sum(1 for r in moves if r.included)}
 
+    def _population(self, population: str) -> list[PatientRecord]:
+        if population == "included":
+            return self.included
+        if population == "labelled":
+            return [r for r in self.records if r.label is not None]
+        raise ConfigError(f"population must be 'labelled' or 'included', got {population!r}")
+
+    def subtype_crosstab(self, population: str = "labelled") -> pd.DataFrame:
+        """Our luminal A label (rows ``luminal A``, ``other``) against the spreadsheet's ``Mol Subtype`` (columns,
+        named by its legend: :data:`MOL_SUBTYPES`; ``missing`` for a blank), with ``total`` margins.
+
+        ``population``: ``"labelled"`` (every patient our rule gave a label, whatever happened later) or
+        ``"included"`` (the patients that reach the experiments)."""
+        recs = self._population(population)
+        rows = ["luminal A", "other"]
+        cols = list(MOL_SUBTYPES.values())
+        extra = sorted({r.mol_subtype for r in recs if not math.isnan(r.mol_subtype)
+                        and int(r.mol_subtype) not in MOL_SUBTYPES})
+        cols += [f"code {v:g}" for v in extra] + ["missing"]
+        t = pd.DataFrame(0, index=rows, columns=cols, dtype=int)
+        for r in recs:
+            m = r.mol_subtype
+            col = "missing" if math.isnan(m) else MOL_SUBTYPES.get(int(m), f"code {m:g}")
+            t.loc["luminal A" if r.label == 1 else "other", col] += 1
+        t = t.loc[:, (t.sum(axis=0) > 0) | t.columns.isin(list(MOL_SUBTYPES.values()))]
+        t["total"] = t.sum(axis=1)
+        t.loc["total"] = t.sum(axis=0)
+        t.index.name = "our label"
+        t.columns.name = "Mol Subtype"
+        return t
+
+    def label_summary(self) -> dict:
+        """Plain data for the report: prevalence of our luminal A label, its agreement with ``Mol Subtype``
+        (code 0 "luminal-like"), and the HER2-borderline count (:meth:`borderline_summary`).
+
+        ``{"rule", "her2_borderline": {...}, "labelled": {...}, "included": {...}}``; each population has ``n``,
+        ``luminal_a``, ``other``, ``prevalence`` (luminal A / n; NaN when empty), ``agree_luminal_like`` (our 1
+        with Mol Subtype 0 plus our 0 with another known subtype), ``ours_a_not_luminal_like``,
+        ``luminal_like_not_ours_a`` and ``crosstab`` (:meth:`subtype_crosstab` as nested dicts)."""
+        out = {"rule": "luminal A = (ER or PR positive) and HER2 negative; HER2 borderline (code 2) counted as "
+                       f"'{self.settings.her2_borderline}'",
+               "her2_borderline": self.borderline_summary()}
+        for pop in ("labelled", "included"):
+            recs = self._population(pop)
+            n = len(recs)
+            lum = sum(1 for r in recs if r.label == 1)
+            known = [r for r in recs if not math.isnan(r.mol_subtype)]
+            a_not = sum(1 for r in known if r.label == 1 and int(r.mol_subtype) != 0)
+            like_not = sum(1 for r in known if r.label == 0 and int(r.mol_subtype) == 0)
+            out[pop] = {"n": n, "luminal_a": lum, "other": n - lum,
+                        "prevalence": lum / n if n else math.nan,
+                        "mol_subtype_known": len(known),
+                        "agree_luminal_like": len(known) - a_not - like_not,
+                        "ours_a_not_luminal_like": a_not, "luminal_like_not_ours_a": like_not,
+                        "crosstab": {k: {c: int(v) for c, v in row.items()}
+                                     for k, row in self.subtype_crosstab(pop).to_dict(orient="index").items()}}
+        return out
+
 
 def scan_cohort(root: str | Path, settings: CohortSettings | None = None, progress: bool = False,
-                patients: list[str] | None = None) -> Cohort:
-    """Scan a cohort root: every patient ends included or excluded with a reason."""
+                patients: list[str] | None = None, clinical: str | Path | None = None,
+                boxes: str | Path | None = None) -> Cohort:
+    """Scan a cohort root: every patient ends included or excluded with a reason.
+
+    ``root``, ``clinical``, ``boxes``: see :func:`locate_inputs` (spreadsheets next to or above the patient
+    folders are found; the given files win). ``Cohort.root`` is the folder holding the patient folders."""
     s = settings or CohortSettings()
     s.check()
-    root = Path(root)
+    where = locate_inputs(root, clinical, boxes)
+    root = where.patients_root
     pats = find_patients(root)
     if patients is not None:
         wanted = set(patients)
         pats = [p for p in pats if p[0] in wanted]
-    clinical = read_clinical(root / CLINICAL_FILE)
-    boxes = read_boxes(root / BOX_FILE)
-    clin = {pid: row._asdict() for pid, row in zip(clinical.index, clinical.itertuples(index=False))}
-    jobs = [(pid, str(pdir), clin.get(pid), boxes.get(pid, []), s) for pid, pdir in pats]
+    clinical_table = read_clinical(where.clinical)
+    box_table = read_boxes(where.boxes)
+    clin = {pid: row._asdict() for pid, row in zip(clinical_table.index, clinical_table.itertuples(index=False))}
+    jobs = [(pid, str(pdir), clin.get(pid), box_table.get(pid, []), s) for pid, pdir in pats]
     if s.workers > 1 and len(jobs) > 1:
         with get_context("forkserver").Pool(min(s.workers, len(jobs))) as pool:
             records = list(_progress(pool.imap(_scan_job, jobs), len(jobs), progress, "scan"))
     else:
         records = [_scan_job(j) for j in _progress(jobs, len(jobs), progress, "scan")]
-    return Cohort(root=str(root), settings=s, records=records)
+    return Cohort(root=str(root), settings=s, records=records, clinical_path=str(where.clinical),
+                  boxes_path=str(where.boxes))
 
 
 def _progress(it, total, enabled, desc):

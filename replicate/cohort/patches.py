@@ -10,8 +10,13 @@ three-channel subtraction image (:mod:`replicate.cohort.preprocess`) around the 
   uniformly from [-``max_rotation``, ``max_rotation``) degrees (positive = counter-clockwise as displayed).
 * **test** (role ``test``): the ``test_slices`` = 5 consecutive slices with the largest lesion area (area of a
   slice = summed area of the boxes covering it; ties go to the window nearest the largest box's centre slice), and
-  on each of them 5 patches centred on the four corners of the box (``tl``, ``tr``, ``bl``, ``br``) and on its
-  middle (``mid``); the per-patient score is later the mean over these 25.
+  on each of them 5 patches (``tl``, ``tr``, ``bl``, ``br``, ``mid``); the per-patient score is later the mean over
+  these 25. The paper's "four corners and middle region of the lesion" has two readings (``test_patches``):
+  ``"box_corners"`` (default): patches centred on the four corners of the box and on its middle;
+  ``"oversample"``: Caffe's ``caffe.io.oversample`` crop positions (python/caffe/io.py: the four corner crops and
+  the centre crop, without the mirrored five, since the paper counts 25) inside a lesion-centred region whose
+  extent along each axis is the larger of the box's and ``patch_size * 256 / 224`` (Caffe's classifier resizes to
+  256 (python/classify.py, --images_dim 256,256) and crops 224), see :func:`centres_for_test_patches`.
 
 Placement: the patch's pixel (S//2, S//2) sits on the centre point rounded to the nearest pixel (halves up), so an
 unrotated patch is an exact crop. Rotations resample bilinearly. Parts of a patch outside the image are padded with
@@ -53,6 +58,8 @@ from replicate.cohort.series_patterns import PatternTable
 STORE_VERSION = 1          # bump when the pixels a configuration produces change
 TRAIN_KINDS_PREFIX = "aug"
 TEST_KINDS = ("tl", "tr", "bl", "br", "mid")
+TEST_PATCH_MODES = ("box_corners", "oversample")
+OVERSAMPLE_RATIO = 256 / 224   # python/classify.py resizes to 256; GoogLeNet and VGG16 crop 224
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,9 @@ class PatchConfig:
     patterns_csv: str | None = None       # extra SeriesDescription rules (replicate.cohort.series_patterns)
     her2_borderline: str = "negative"
     workers: int = 2
+    test_patches: str = "box_corners"     # "box_corners" | "oversample" (module docstring); in the key
+    clinical_file: str | None = None      # spreadsheets when not found near the root (duke.locate_inputs); not in
+    boxes_file: str | None = None         #   the key: the boxes are in each patient's fingerprint
 
     def check(self) -> None:
         if not 8 <= self.patch_size <= 512:
@@ -80,6 +90,8 @@ class PatchConfig:
                               f"{self.test_slices}")
         if self.target_spacing is not None and self.target_spacing <= 0:
             raise ConfigError(f"PatchConfig.target_spacing must be > 0 mm, got {self.target_spacing}")
+        if self.test_patches not in TEST_PATCH_MODES:
+            raise ConfigError(f"PatchConfig.test_patches must be one of {TEST_PATCH_MODES}, got {self.test_patches!r}")
 
     @property
     def shift(self) -> int:
@@ -92,8 +104,10 @@ class PatchConfig:
 
     def key_fields(self) -> dict:
         d = dataclasses.asdict(self)
-        for k in ("her2_borderline", "workers"):
+        for k in ("her2_borderline", "workers", "clinical_file", "boxes_file"):
             d.pop(k)
+        if self.test_patches == "box_corners":
+            d.pop("test_patches")   # the default reading keeps the keys of stores built before the setting existed
         if self.patterns_csv:
             d["patterns_csv"] = Path(self.patterns_csv).read_text(encoding="utf-8")
         return d
@@ -142,6 +156,31 @@ def choose_test_slices(boxes: list[Box], n_slices: int, k: int = 5) -> list[int]
     best = max(range(n_slices - k + 1),
                key=lambda s: (area[s:s + k].sum(), -abs(s + (k - 1) / 2 - mid)))
     return list(range(best, best + k))
+
+
+def centres_for_test_patches(box_rc: tuple[float, float, float, float], size: int, mode: str = "box_corners"
+                       ) -> dict[str, tuple[float, float]]:
+    """Centres (row, column) of the 5 test patches of one slice, kind -> point, on the resampled grid.
+
+    ``box_rc``: (row0, row1, col0, col1) of the box, inclusive pixel coordinates. ``"box_corners"``: the box's
+    corners and middle. ``"oversample"``: the region centred on the box, ``max(box extent, size * 256/224)``
+    pixels along each axis; crops of ``size`` at its four corners and its centre (Caffe's ``oversample``); each
+    corner crop lies inside the region, so for a patch placed by :func:`extract_patch` the crop's first row is the
+    region's first row (to rounding)."""
+    r0, r1, c0, c1 = box_rc
+    mid = ((r0 + r1) / 2, (c0 + c1) / 2)
+    if mode == "box_corners":
+        return {"tl": (r0, c0), "tr": (r0, c1), "bl": (r1, c0), "br": (r1, c1), "mid": mid}
+    if mode != "oversample":
+        raise ConfigError(f"test patch mode {mode!r}: expected one of {TEST_PATCH_MODES}")
+    least = size * OVERSAMPLE_RATIO
+    half = (size - 1) / 2                       # a crop's first pixel to its centre pixel
+    eh = max(r1 - r0 + 1, least)                # region extent (pixels) along rows and columns
+    ew = max(c1 - c0 + 1, least)
+    top, bottom = mid[0] - (eh - 1) / 2, mid[0] + (eh - 1) / 2
+    left, right = mid[1] - (ew - 1) / 2, mid[1] + (ew - 1) / 2
+    return {"tl": (top + half, left + half), "tr": (top + half, right - half),
+            "bl": (bottom - half, left + half), "br": (bottom - half, right - half), "mid": mid}
 
 
 def _box_for_slice(boxes: list[Box], g: int) -> Box:
@@ -202,7 +241,7 @@ def patient_patches(rec: PatientRecord, cfg: PatchConfig, target: float) -> tupl
         b = _box_for_slice(rec.boxes, g)
         r0, r1, c0, c1 = box_rc(b)
         img = sub[at[g]]
-        points = {"tl": (r0, c0), "tr": (r0, c1), "bl": (r1, c0), "br": (r1, c1), "mid": ((r0 + r1) / 2, (c0 + c1) / 2)}
+        points = centres_for_test_patches((r0, r1, c0, c1), S, cfg.test_patches)
         for kind in TEST_KINDS:
             out.append(extract_patch(img, points[kind], S))
             rows.append({"role": "test", "slice": g, "kind": kind, "box": rec.boxes.index(b)})
@@ -264,7 +303,8 @@ class PatchStore:
         """Scan the cohort, then build (or reuse, or resume) the store for ``config`` under ``cache_dir``."""
         config.check()
         root = str(Path(cohort_root).resolve())
-        cohort = scan_cohort(root, config.cohort_settings(), progress=progress)
+        cohort = scan_cohort(root, config.cohort_settings(), progress=progress, clinical=config.clinical_file,
+                             boxes=config.boxes_file)
         included = cohort.included
         if not included:
             raise PatchStoreError(f"{root}: no included patients, nothing to build (see `python -m replicate "
