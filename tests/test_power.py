@@ -52,3 +52,11 @@ def test_smallest_cohort_is_the_first_size_that_reaches_the_target():
         power.smallest_cohort(a, method="guess")
     rows = power.power_table(120)
     assert [row["auc"] for row in rows] == [0.60, 0.65, 0.70, 0.76] and rows[-1]["power"] > 0.99
+
+
+def test_control_sizing_is_plain_data_and_says_when_there_is_no_effect():
+    null = power.control_sizing(effect=0.0)
+    assert null["ideal_auc"] == 0.5 and "negative control" in null["note"]
+    s = power.control_sizing(effect=2.0, n_patients=60, n_sims=100)
+    assert s["smallest_simulation"]["n_patients"] >= s["smallest_hanley_mcneil"]["n_patients"] - 3
+    assert [r["n_patients"] for r in s["at_cohort"]] == [60] * 4

@@ -158,3 +158,23 @@ def power_table(n_patients: int, aucs=(0.60, 0.65, 0.70, 0.76), positive_fractio
     n_pos, n_neg = class_counts(n_patients, positive_fraction)
     return [{"auc": float(a), "n_patients": n_patients, "n_pos": n_pos, "n_neg": n_neg,
              "power": auc_power(a, n_pos, n_neg, level)} for a in aucs]
+
+
+def control_sizing(effect: float = 1.0, n_patients: int | None = None, power: float = 0.95, n_sims: int = 400,
+                   seed: int = 0) -> dict:
+    """Everything the report states about sizing the positive control, as plain data.
+
+    ``{"effect", "ideal_auc", "power_target", "smallest_hanley_mcneil": {...}, "smallest_simulation": {...},
+    "at_cohort": [power_table rows] (when ``n_patients`` is given), "note"}``. Takes a few seconds (simulation)."""
+    a = ideal_auc(effect)
+    out = {"effect": float(effect), "ideal_auc": a, "power_target": float(power)}
+    if a <= 0.5:
+        out["note"] = "no planted effect: the AUC the generator allows is 0.5; this is the negative control"
+        return out
+    out["smallest_hanley_mcneil"] = smallest_cohort(a, power)
+    out["smallest_simulation"] = smallest_cohort(a, power, method="simulation", n_sims=n_sims, seed=seed)
+    if n_patients is not None:
+        out["at_cohort"] = power_table(n_patients, aucs=(0.60, 0.65, 0.70, round(a, 3)))
+    out["note"] = ("sizes are at the ideal AUC, which no learned classifier reaches; the power at lower AUCs is in "
+                   "'at_cohort'")
+    return out
