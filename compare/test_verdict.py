@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from compare import judge
-from compare.verdict import (capture_probability, chance_inconsistent_upper, expected_inconsistent,
-                             hanley_mcneil_ci, hanley_mcneil_se, se_from_ci)
+from compare.verdict import (
+    capture_probability,
+    chance_inconsistent_upper,
+    expected_inconsistent,
+    hanley_mcneil_ci,
+    hanley_mcneil_se,
+    se_from_ci,
+)
 
 PAPER = (0.65, (0.57, 0.71))
 

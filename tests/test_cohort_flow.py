@@ -66,7 +66,7 @@ def test_spreadsheets_two_levels_up_given_files_and_the_error_naming_every_place
 
 
 def test_label_against_mol_subtype_prevalence_and_borderline(download, scanned):
-    top, truth = download
+    truth = download[1]
     c = scanned
     s = c.label_summary()
     inc = s["included"]
@@ -146,4 +146,5 @@ def test_flow_beside_the_paper_says_what_the_public_data_can_reproduce():
     assert not t.loc["skipped by readers", "reproducible"]
     assert t.loc["errors in image processing", "our_count"] == 1
     assert not t.loc["used for the study", "reproducible"] and t.loc["used for the study", "paper_count"] == 87
+    assert t.loc["used for the study", "our_count"] == 914
     assert list(t.columns) == ["paper_step", "paper_count", "our_reasons", "our_count", "reproducible", "why"]

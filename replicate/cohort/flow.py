@@ -25,8 +25,8 @@ from replicate.errors import CohortError, ConfigError
 REASON_RULES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (r"consecutive|collected|patients? (at|from)|^start",
      ("patients found",), False,
-     "the public collection holds 922 patients with shifted dates; the paper's 400 consecutive 2007-2009 "
-     "patients cannot be selected from it"),
+     ("the public collection is larger and its dates are shifted; the paper's consecutive patients of one "
+      "period cannot be selected from it")),
     (r"previous history of breast cancer", (), False,
      "clinical history is not among the columns the loader reads; not checkable here"),
     (r"benign|elective", (), False, "surgical history is not among the columns the loader reads"),
@@ -39,12 +39,12 @@ REASON_RULES: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
     (r"missing (the )?post-contrast", ("missing phase",), True, "series found by SeriesDescription"),
     (r"missing sequence", ("missing phase",), True, "series found by SeriesDescription"),
     (r"skipped|reader", ("no annotation box",), False,
-     "the public Annotation_Boxes.xlsx has a box for every patient; which cases the paper's readers skipped is "
-     "not published"),
+     ("the public Annotation_Boxes.xlsx has a box for every patient; which cases the paper's readers skipped is "
+      "not published")),
     (r"implant", (), False, "implants are not recorded in the columns the loader reads"),
     (r"image processing|processing error", ("processing error", "unreadable file", "bad geometry",
                                             "pre/post grid differs", "phase order", "box outside the volume"),
-     True, "our own image-processing failures; which 3 cases failed for the paper is not published"),
+     True, "our own image-processing failures; which cases failed for the paper is not published"),
 )
 
 
@@ -64,19 +64,24 @@ def flow_beside_paper(our_flow: pd.DataFrame, paper_steps: Iterable[Mapping]) ->
     ``compare/`` (the paper's numbers are data there).
 
     Returns one row per paper step: ``paper_step``, ``paper_reason``, ``paper_count``, ``our_reasons`` (our flow's
-    reasons that do the same check, "; "-joined), ``our_count`` (their summed count in our flow, or the matching
-    remaining count; NaN when there is none), ``reproducible`` (bool: can this step be reproduced from the public
-    collection) and ``why``. "remaining" steps are reproducible when every exclusion before them is."""
+    reasons that do the same check, "; "-joined), ``our_count`` (their summed count in our flow, our patients found
+    for a "start" step, our final included count for the paper's last step; NaN when there is none),
+    ``reproducible`` (bool: can this step be reproduced from the public collection) and ``why``. "remaining"
+    steps are reproducible when every exclusion before them is."""
     ours = our_flow.copy()
+    steps = list(paper_steps)
+    final = ours[ours.step == "remaining"]["count"]
     rows = []
     all_before = True
-    for st in paper_steps:
+    for i, st in enumerate(steps):
         kind = str(st.get("step", "excluded"))
         reason = str(st["reason"])
         count = int(st["count"])
         if kind == "remaining":
+            last = i == len(steps) - 1 and len(final)
             rows.append({"paper_step": kind, "paper_reason": reason, "paper_count": count,
-                         "our_reasons": "", "our_count": np.nan, "reproducible": all_before,
+                         "our_reasons": "included" if last else "",
+                         "our_count": float(final.iloc[-1]) if last else np.nan, "reproducible": all_before,
                          "why": "every exclusion before it is reproducible" if all_before else
                                 "an exclusion before it cannot be reproduced from the public data"})
             continue

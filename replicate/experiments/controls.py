@@ -72,7 +72,7 @@ def positive_control_passes(rows: list[dict], required: list[str], any_of: list[
         return False, f"effect not found by {', '.join(miss)}"
     if any_of and not (found & set(any_of)):
         return False, f"effect found by none of {', '.join(any_of)}"
-    return True, "planted effect found (Holm-corrected, one-sided alpha %.3g)" % ALPHA
+    return True, f"planted effect found (Holm-corrected, one-sided alpha {ALPHA:g})"
 
 
 def negative_control_passes(rows: list[dict]) -> tuple[bool, str]:

@@ -67,7 +67,10 @@ def auc_power(auc: float, n_pos: int, n_neg: int, level: float = 0.95) -> float:
     if not 0.5 <= auc < 1.0:
         raise ConfigError(f"AUC must be in [0.5, 1), got {auc}")
     z = float(norm.ppf(0.5 + level / 2.0))
-    f = lambda t: t - z * hanley_mcneil_se(t, n_pos, n_neg) - 0.5  # noqa: E731
+
+    def f(t):
+        return t - z * hanley_mcneil_se(t, n_pos, n_neg) - 0.5
+
     if f(1.0 - 1e-12) <= 0:
         return 0.0
     t = brentq(f, 0.5, 1.0 - 1e-12)
@@ -106,7 +109,7 @@ def auc_power_simulated(auc: float, n_pos: int, n_neg: int, n_sims: int = 200, n
 
 def class_counts(n_patients: int, positive_fraction: float = SYNTH_POSITIVE_FRACTION) -> tuple[int, int]:
     """(n_pos, n_neg) of a cohort of ``n_patients`` with the given luminal A fraction (rounded)."""
-    n_pos = int(round(n_patients * positive_fraction))
+    n_pos = round(n_patients * positive_fraction)
     return n_pos, n_patients - n_pos
 
 
