@@ -124,3 +124,21 @@ def test_store_contract_reuse_and_resume(cohort_root, tmp_path):
     s5 = PatchStore.build(cohort_root, cfg, tmp_path)
     np.testing.assert_array_equal(np.array(s5.patches), reference)
     assert (s5.path / "COMPLETE").exists()
+
+
+def test_oversample_reading_changes_only_the_corner_test_patches(cohort_root):
+    c = scan_cohort(cohort_root, patients=["Breast_MRI_001", "Breast_MRI_002"])
+    rec = c.included[0]
+    base = PatchConfig(patch_size=40, workers=1)
+    over = PatchConfig(patch_size=40, workers=1, test_patches="oversample")
+    a, rows = patient_patches(rec, base, c.target_spacing())
+    b, rows_b = patient_patches(rec, over, c.target_spacing())
+    assert rows == rows_b
+    kind = np.array([r["kind"] for r in rows])
+    same = np.isin(kind, ["centre", "aug1", "aug2", "aug3", "aug4", "mid"])
+    np.testing.assert_array_equal(a[same], b[same])
+    corners = np.isin(kind, ["tl", "tr", "bl", "br"])
+    assert all(not np.array_equal(x, y) for x, y in zip(a[corners], b[corners]))
+    # oversample crops stay within the lesion-centred region: they overlap the middle crop, box-corner patches less
+    mids = b[kind == "mid"][:1]
+    assert np.abs(b[kind == "tl"][0] - mids[0]).mean() <= np.abs(a[kind == "tl"][0] - mids[0]).mean() + 1e-6
