@@ -46,10 +46,12 @@ from replicate.errors import ConfigError
 #: (NVIDIA GeForce GTX 1080 specifications), which Caffe used.
 REFERENCE_GPUS = {"H200 bf16": 790e12, "GTX 1080 fp32": 8.87e12}
 
-#: SVM fit seconds ``a * n**b * (d / 1000)`` per kernel on this project's 2-core machines (one thread), from
-#: ``benchmarks/svm_fit.py --sizes 500,1000,2000,4000`` (standardise + SVC, d = 1000, weakly separable synthetic
-#: features); see README "SVM fit time".
-SVM_MODEL = {"poly": (1.6e-07, 2.0), "rbf": (1.6e-07, 2.0), "linear": (1.6e-07, 2.0)}
+#: SVM fit seconds ``a * n**b * (d / 1000)`` per kernel: (a, b) fitted by least squares on log t vs log n by
+#: ``benchmarks/svm_fit.py --sizes 500,1000,2000,4000 --json`` (standardise + SVC, d = 1000, weakly separable
+#: synthetic features, one fit each) on this project's 2-core machine under load (2026-11-30); README "SVM fit
+#: time". The linear kernel's time jumps once n > d (4000 rows: 538 s vs 3.3 s at 2000; libsvm's SMO on a
+#: non-separable problem), so its exponent (4.25) and extrapolation are the least certain.
+SVM_MODEL = {"poly": (1.71e-08, 2.49), "rbf": (7.62e-09, 2.59), "linear": (9.97e-14, 4.25)}
 
 PAPER_COHORT = {"n_patients": 270, "train_patches": 44660}   # "44660 (33.1 lesion regions x 5 x 270) patches"
 TEST_PATCHES_PER_PATIENT = 25   # replicate.cohort.patches: test_slices (5) x 5 (tl, tr, bl, br, mid)
