@@ -158,6 +158,7 @@ class PlanUnit:
     feature_flop: float = 0.0
     svm_flop: float = 0.0
     svm_seconds: float = 0.0      # empirical CPU model (SVM_MODEL)
+    kernel: str | None = None
 
     @property
     def flop(self) -> float:
@@ -218,6 +219,7 @@ def units(preset, cohort: CohortSize) -> list[PlanUnit]:
                     d = info.feature_dim.get(cell.blob, 1000)
                     kw["svm_flop"] = 2.0 * train_rows ** 2 * d
                     kw["svm_seconds"] = svm_seconds(cell.kernel, train_rows, d)
+                    kw["kernel"] = cell.kernel
                 out.append(PlanUnit(cell.id, cell.approach, cell.network, folder, r, f, **kw))
     return out
 
@@ -354,6 +356,10 @@ def make_plan(preset, cohort: CohortSize, device: str | None = "cpu", bench_seco
             net["flop"]["total"] = sum(v for k, v in net["flop"].items())
     net_flop = sum(u.train_flop + u.eval_flop + u.feature_flop for u in us)
     svm_s = sum(u.svm_seconds for u in us)
+    by_kernel: dict = {}
+    for u in us:
+        if u.kernel:
+            by_kernel[u.kernel] = by_kernel.get(u.kernel, 0.0) + u.svm_seconds
     import torch
 
     return {
@@ -369,6 +375,7 @@ def make_plan(preset, cohort: CohortSize, device: str | None = "cpu", bench_seco
                              "seconds_nets": net_flop / peak, "seconds_svm_cpu": svm_s}
                       for name, peak in REFERENCE_GPUS.items()},
         "approaches": approaches,
+        "svm_seconds_by_kernel": by_kernel,
         "benchmark": rates,
         "convention": "training 6 x MACC_train per sample (fwd 2 FLOP/MACC, bwd 2 x fwd); eval and features "
                       "2 x MACC_deploy per patch; SVM 2 n^2 d FLOP, seconds from an empirical CPU model",
@@ -387,7 +394,9 @@ def human_seconds(s: float | None) -> str:
 
 def headline(plan: dict) -> str:
     """One line for the top of a run: units, FLOP, this machine's estimate and the reference cards'."""
-    ref = ", ".join(f"{k} peak {human_seconds(v['seconds'])}" for k, v in plan["reference"].items())
+    ref = ", ".join(f"{k} peak {human_seconds(v['seconds_nets'])}" for k, v in plan["reference"].items())
+    svm = next(iter(plan["reference"].values()))["seconds_svm_cpu"]
+    ref += f" (+ SVM fits on the CPU ~{human_seconds(svm)})" if svm else ""
     here = ""
     if plan.get("seconds_estimate") is not None:
         dev = plan["device"]
