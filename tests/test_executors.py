@@ -28,11 +28,28 @@ def test_local_executor_writes_and_resumes(tmp_path):
     assert again["demo|seed=1"]["loss"] == -1.0 and again["demo|seed=2"] == res["demo|seed=2"]
 
 
+def test_resources_pack_small_nets_on_a_gpu():
+    from replicate.experiments.executors import resources_for
+
+    assert resources_for("cifar", gpu=True) == {"num_cpus": 1, "num_gpus": 0.25}
+    assert resources_for("vgg16", gpu=True)["num_gpus"] == 1.0
+    assert resources_for("cifar", gpu=False) == {"num_cpus": 1}
+    assert resources_for(None, gpu=True) == {"num_cpus": 1}
+
+
 def test_make_executor_errors():
     with pytest.raises(ConfigError, match="local or ray"):
         make_executor("dask")
     with pytest.raises(ConfigError, match="--executor ray"):
         make_executor("local", ray_address="auto")
+
+
+def test_ray_missing_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)     # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'radiogenomics-replica\[ray\]'"):
+        make_executor("ray")
 
 
 def test_ray_two_node_cluster_matches_local(tmp_path, monkeypatch):

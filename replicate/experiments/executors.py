@@ -43,6 +43,22 @@ class UnitTask:
     threads: int = 1
 
 
+#: Share of one GPU a training unit asks Ray for (``num_gpus``), by prototxt folder: the small nets cannot fill a
+#: large card at batch 32 (issue 11: "CIFAR, VGG_R, GoogleNet_R at batch 32 cannot fill an H200 alone"), so four
+#: share one; GoogLeNet takes half; VGG16 a whole card. Other folders: half.
+GPU_SHARE = {"cifar": 0.25, "vgg_r_table2": 0.25, "googlenet_r_table2": 0.25, "vgg_r": 0.5, "googlenet_r": 0.25,
+             "googlenet": 0.5, "googlenet_transfer": 0.5, "googlenet_imagenet": 0.5, "vgg16": 1.0,
+             "vgg16_imagenet": 1.0}
+
+
+def resources_for(folder: str | None, gpu: bool) -> dict:
+    """Ray resources of a unit: one CPU, plus :data:`GPU_SHARE` of a GPU for a net on a GPU cluster (``folder``
+    None: an SVM fit, CPU only)."""
+    if not gpu or folder is None:
+        return {"num_cpus": 1}
+    return {"num_cpus": 1, "num_gpus": GPU_SHARE.get(folder, 0.5)}
+
+
 def run_unit(task: UnitTask, run_dir: str) -> Any:
     """Run one unit with pinned threads and store its result atomically in ``run_dir``; returns the result.
     The same function runs in both executors (in a Ray worker process for :class:`RayExecutor`)."""
