@@ -82,3 +82,32 @@ def test_packed_units_equal_unpacked_bit_for_bit():
     assert alone[0].test_scores != alone[1].test_scores      # different seeds: different units
     assert all(np.isfinite(alone[0].extra["curves"]["loss"]))
     assert DevicePatches.of(store, torch.device("cpu")).resident
+
+
+def test_foreach_caffe_sgd_step_equals_caffesgd():
+    """The device path's fused update is models.CaffeSGD's rule bit for bit (step policy, lr/decay mults)."""
+    import copy
+
+    import models
+    from models.schema import pb
+    from replicate.experiments.training import caffe_sgd_step
+
+    net = models.load_net(scratch_spec("CIFAR").train_val, phase="TRAIN",
+                          input_shapes={"data": (2, 3, 80, 80), "label": (2,)})
+    a = models.to_torch(net, seed=0)
+    b = copy.deepcopy(a)
+    sp = pb.SolverParameter(base_lr=0.01, momentum=0.9, weight_decay=0.0005, lr_policy="step", gamma=0.5,
+                            stepsize=2)
+    sa, sb = models.CaffeSGD(a.param_groups(), sp, a), models.CaffeSGD(b.param_groups(), sp, b)
+    g = torch.Generator().manual_seed(0)
+    for it in range(4):
+        x = torch.randn(2, 3, 80, 80, generator=g)
+        y = torch.tensor([0, 1])
+        masks = {l.name: torch.ones(l.top_shapes[0]) for l in net.layers if l.type == "Dropout"}
+        for m, s in ((a, sa), (b, sb)):
+            s.zero_grad(set_to_none=True)
+            m.loss(m(data=x, label=y, dropout_masks=masks)).backward()
+        assert sa.step() == caffe_sgd_step(sb)
+        for pa, pb_ in zip(a.parameters(), b.parameters()):
+            assert torch.equal(pa, pb_)
+    assert sa.iter == sb.iter == 4 and sa.current_step == sb.current_step

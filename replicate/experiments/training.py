@@ -484,6 +484,42 @@ def dropout_masks(net, generator: torch.Generator, device: torch.device) -> dict
     return out
 
 
+def caffe_sgd_step(solver) -> float:
+    """``solver.step()`` (models.CaffeSGD: Caffe's SGDSolver::ApplyUpdate) with the per-parameter loop done by
+    ``torch._foreach_*`` kernels, a few launches per parameter group instead of ~5 per parameter (the small nets
+    are launch-bound on a GPU). The same operations in the same order: ``g += decay * w``; ``h = momentum * h +
+    rate * g``; ``w -= h``, with Caffe's float32 rate x lr_mult and decay x decay_mult. Falls back to
+    ``solver.step()`` where the fast form does not apply (gradient clipping, L1, iter_size > 1). Returns the rate."""
+    from models.solver import learning_rate
+
+    sp = solver.sp
+    if float(sp.clip_gradients) >= 0 or sp.regularization_type != "L2" or solver.iter_size != 1:
+        return solver.step()
+    rate, solver.current_step = learning_rate(sp, solver.iter, solver.current_step)
+    momentum, wd = float(sp.momentum), float(sp.weight_decay)
+    with torch.no_grad():
+        for group in solver.param_groups:
+            params = list(group["params"])
+            if not params:
+                continue
+            local_rate = float(np.float32(rate) * np.float32(group["lr_mult"]))
+            local_decay = float(np.float32(wd) * np.float32(group["decay_mult"]))
+            grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+            if local_decay:
+                torch._foreach_add_(grads, params, alpha=local_decay)
+            hists = []
+            for p in params:
+                st = solver.state[p]
+                if st.get("history") is None:
+                    st["history"] = torch.zeros_like(p)
+                hists.append(st["history"])
+            torch._foreach_mul_(hists, momentum)
+            torch._foreach_add_(hists, grads, alpha=local_rate)
+            torch._foreach_sub_(params, hists)
+    solver.iter += 1
+    return rate
+
+
 @dataclass
 class TrainJob:
     """The arguments of one :func:`train_fold` (one unit)."""
@@ -534,7 +570,7 @@ def _job_steps(job: TrainJob, device: torch.device, options: DeviceOptions, prog
             solver.zero_grad(set_to_none=True)
             loss = pair.loss(x, y, dropout_masks=masks)
             loss.backward()
-            lr = solver.step()
+            lr = caffe_sgd_step(solver)
             loss_sum += loss.detach()
             yield
         mean_loss = float(loss_sum) / iters if iters else float("nan")   # one synchronisation an epoch
