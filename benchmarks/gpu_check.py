@@ -151,6 +151,7 @@ def train_steps(rows, dev, seconds, batch, pack, nets):
     import models
     from models.schema import pb
     from replicate.experiments.plan import net_info
+    from replicate.experiments.training import caffe_sgd_step
 
     peak = None
     for label, folder in nets:
@@ -180,7 +181,7 @@ def train_steps(rows, dev, seconds, batch, pack, nets):
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                         loss = mod.loss(mod(data=x, label=y))
                     loss.backward()
-                    sgd.step()
+                    caffe_sgd_step(sgd)
         alone = timed(lambda: step(units[:1]), batch, seconds, dev)
         flop = 6.0 * info.macc_train
         cells = [f"alone {alone:.1f} img/s, {alone * flop / 1e12:.3f} TFLOP/s"]

@@ -20,7 +20,7 @@ resumes). For each unit the plan counts:
   by ``benchmarks/svm_fit.py`` (:data:`SVM_MODEL`), since SVM time is not FLOP-bound.
 
 Wall-time estimates: on this machine from a seconds-long microbenchmark of each trained net's train step (the
-achieved FLOP/s of forward + backward + the Caffe SGD update at the device's batch; forward-only work is assumed
+achieved FLOP/s of forward + backward + the Caffe SGD update (the device path's fused form) at the device's batch; forward-only work is assumed
 to run at the same FLOP/s, which slightly flatters evaluation), and on named reference GPUs at their peak rate
 (:data:`REFERENCE_GPUS`; the SVM stays on the CPU in both).
 
@@ -233,6 +233,7 @@ def bench_train_step(folder: str, device: str = "cpu", batch: int | None = None,
 
     import models
     from replicate.experiments.grid import PROTOTXT
+    from replicate.experiments.training import caffe_sgd_step
 
     info = net_info(folder)
     dev = torch.device(device)
@@ -261,7 +262,7 @@ def bench_train_step(folder: str, device: str = "cpu", batch: int | None = None,
         else:
             loss = module.loss(module(data=x, label=y))
         loss.backward()
-        solver.step()
+        caffe_sgd_step(solver)
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     step()
