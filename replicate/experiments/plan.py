@@ -299,7 +299,7 @@ def machine_rates(folders, device: str = "cpu", seconds: float = 1.0, cache: boo
             stored = json.loads(path.read_text())
         except (OSError, ValueError):
             stored = {}
-    tag = f"{device}|{torch.__version__}|threads={torch.get_num_threads()}"
+    tag = f"v2|{device}|{torch.__version__}|threads={torch.get_num_threads()}"   # v2: fused SGD step
     if device == "cuda":
         tag += f"|{torch.cuda.get_device_name(0)}"
     out, changed = {}, False
