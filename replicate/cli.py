@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     ("synth", "replicate.cli_cohort", "write a synthetic cohort in the Duke-Breast-Cancer-MRI layout"),
     ("cohort", "replicate.cli_cohort", "load a cohort: exclusion flow and a Table-1-like scanner table"),
     ("patches", "replicate.cli_cohort", "build (or resume) the patch store for one preprocessing configuration"),
+    ("plan", "replicate.cli_plan", "what a preset's grid will cost: units, FLOP, estimated wall time"),
     ("run", "replicate.cli_run", "run the paper's experiments (preset smoke or paper) and write the report"),
 ]
 

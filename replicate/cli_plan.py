@@ -1,0 +1,62 @@
+"""``python -m replicate plan``: a grid's units, FLOP and wall-time estimates before it runs (issue 11, item 1;
+replicate/experiments/plan.py has the conventions).
+
+    python -m replicate plan --preset paper [--data ROOT | --paper-cohort] [--device auto|cpu|cuda|none]
+        [--bench-seconds 1] [--json]
+
+Without ``--data`` the cohort is the preset's synthetic one (what ``run`` would use); ``--paper-cohort`` takes the
+paper's stated 270 patients and 44,660 training patches. ``--device none`` skips the microbenchmark (no estimate
+for this machine, only the reference cards'). Only parses and prints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="paper", help="grid preset (smoke, paper; default paper)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--data", metavar="ROOT", help="count patches from this cohort's Annotation_Boxes.xlsx")
+    g.add_argument("--paper-cohort", action="store_true",
+                   help="the paper's cohort size (270 patients, 44,660 training patches a patch size)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "none"),
+                   help="where to microbenchmark each net's train step (none: skip; default auto)")
+    p.add_argument("--bench-seconds", type=float, default=1.0, help="seconds per net for the microbenchmark")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    from replicate.experiments.grid import get_preset
+    from replicate.experiments.plan import cohort_size, headline, human_seconds, make_plan
+
+    preset = get_preset(args.preset)
+    cohort = cohort_size(preset, data=args.data, paper=args.paper_cohort)
+    device = None
+    if args.device != "none":
+        from replicate.experiments.training import resolve_device
+
+        device = resolve_device(args.device).type
+    plan = make_plan(preset, cohort, device=device, bench_seconds=args.bench_seconds)
+    if args.json:
+        print(json.dumps(plan, indent=1, sort_keys=True))
+        return 0
+    print(headline(plan))
+    print(f"\n| approach | net | units | train FLOP | eval FLOP | features FLOP | SVM FLOP | this machine |")
+    print("|---|---|---|---|---|---|---|---|")
+    for a, v in plan["approaches"].items():
+        for net, n in v["nets"].items():
+            f = n["flop"]
+            print(f"| {a} | {net} ({n['folder']}) | {n['units']} | " + " | ".join(
+                f"{f[k]:.2e}" if k in f else "-" for k in ("train", "eval", "features", "svm"))
+                + f" | {human_seconds(n['seconds_estimate']) if device else 'n/a'} |")
+    print(f"\n{plan['convention']}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m replicate plan")
+    add_arguments(ap)
+    sys.exit(main(ap.parse_args()))
