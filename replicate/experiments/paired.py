@@ -229,9 +229,11 @@ class Predictions:
 
 # ------------------------------------------------------------------------------------------------ the test
 def paired_difference(pred: Predictions, a, b, n_boot: int = 2000, seed: int = 0, agg: str = "median",
-                      level: float = 0.95, weights: np.ndarray | None = None) -> dict:
+                      level: float = 0.95, weights: np.ndarray | None = None, cache: dict | None = None) -> dict:
     """Paired bootstrap of max_{a} AUC - max_{b} AUC (fold-averaged; best re-selected in each resample).
 
+    ``weights``: (B, n) patient multiplicities to share one resample set between comparisons (default: ``n_boot``
+    fresh label-stratified draws from ``seed``); ``cache``: a dict reused across calls with the same ``weights``.
     Returns ``auc_a, auc_b, best_a, best_b, diff, ci_low, ci_high, p_boot, n_boot`` plus DeLong's ``delong_diff,
     delong_p`` on the pooled scores of the cells best on the full data."""
     a, b = tuple(a), tuple(b)
@@ -243,8 +245,15 @@ def paired_difference(pred: Predictions, a, b, n_boot: int = 2000, seed: int = 0
     obs_b = {c: float(pred.fold_auc(c, w1, agg)[0]) for c in b}
     best_a, best_b = max(obs_a, key=obs_a.get), max(obs_b, key=obs_b.get)
     d_obs = obs_a[best_a] - obs_b[best_b]
-    boot_a = np.max(np.vstack([pred.fold_auc(c, w, agg) for c in a]), axis=0)
-    boot_b = np.max(np.vstack([pred.fold_auc(c, w, agg) for c in b]), axis=0)
+    cache = {} if cache is None or weights is None else cache   # per-cell resampled AUCs, valid for these weights
+
+    def boot(c):
+        if c not in cache:
+            cache[c] = pred.fold_auc(c, w, agg)
+        return cache[c]
+
+    boot_a = np.max(np.vstack([boot(c) for c in a]), axis=0)
+    boot_b = np.max(np.vstack([boot(c) for c in b]), axis=0)
     d = boot_a - boot_b
     d = d[~np.isnan(d)]
     al = (1 - level) / 2
@@ -268,6 +277,7 @@ def paired_tests(predictions: pd.DataFrame, claim_list: list[Claim] | None = Non
     pred = Predictions(predictions)
     claim_list = claims() if claim_list is None else claim_list
     w = pred.bootstrap_weights(n_boot, seed)
+    cache: dict = {}
     rows = []
     for cl in claim_list:
         for cmp in cl.comparisons:
@@ -279,7 +289,7 @@ def paired_tests(predictions: pd.DataFrame, claim_list: list[Claim] | None = Non
                     raise ProtocolError(f"claim {cl.id}: no predictions for cell(s) {gone[:3]}")
                 if not a or not b:
                     continue
-            r = paired_difference(pred, a, b, seed=seed, agg=agg, weights=w)
+            r = paired_difference(pred, a, b, seed=seed, agg=agg, weights=w, cache=cache)
             rows.append({"claim": cl.id, "comparison": cmp.name, "a_cells": "|".join(a), "b_cells": "|".join(b),
                          **r, "method": "paired label-stratified patient bootstrap, best re-selected per resample "
                                         "(Efron & Tibshirani 1993); DeLong (Sun & Xu 2014) on pooled scores; Holm"})
