@@ -94,13 +94,11 @@ def curve_summary(df: pd.DataFrame) -> pd.DataFrame:
 def plot_learning_curve(df: pd.DataFrame, path=None, ax=None, title: str | None = None):
     """AUC vs number of patients, one line per cell (median over draws) with a band (2.5-97.5% over draws) and
     the chance line at 0.5. Writes ``path`` (PNG/SVG by suffix) when given; returns the matplotlib Figure."""
-    import matplotlib
-
     if ax is None:
-        matplotlib.use(matplotlib.get_backend())
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure   # no pyplot: no global figure state, any backend
 
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        fig = Figure(figsize=(5.5, 3.8))
+        ax = fig.subplots()
     else:
         fig = ax.figure
     s = curve_summary(df)
