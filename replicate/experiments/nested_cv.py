@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.experiments.featurecv import Candidate, fast_auc, fold_result
-from replicate.experiments.protocol import FoldResult, ProtocolError, patient_folds, repeat_seed
+from replicate.experiments.protocol import ProtocolError, patient_folds, repeat_seed
 
 INNER_FOLDS = 5
 
