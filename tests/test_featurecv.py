@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from replicate.experiments.featurecv import FeatureCandidate, cv_results
 from replicate.experiments.protocol import ProtocolError
@@ -44,3 +45,26 @@ def test_cv_results_cover_every_patient_once_per_repeat():
     for r in (0, 1):
         ids = [p for f in res if f.repeat == r for p in f.test_ids]
         assert sorted(ids) == sorted(pts.patient_id)
+
+
+def test_patient_mean_features():
+    from replicate.experiments.featurecv import patient_mean_features
+
+    X = np.arange(12, dtype=float).reshape(6, 2)
+    m, ids = patient_mean_features(X, ["b", "a", "b", "a", "b", "a"], rows=[1, 1, 1, 1, 0, 0])
+    assert ids.tolist() == ["a", "b"] and m.tolist() == [[4.0, 5.0], [2.0, 3.0]]
+
+
+def test_predictions_frame_round_trips_fold_results():
+    from replicate.experiments.paired import Predictions, predictions_frame
+
+    n = 30
+    pts = pd.DataFrame({"patient_id": [f"P{i}" for i in range(n)], "label": (np.arange(n) % 3 == 0).astype(int)})
+    X = np.c_[np.random.default_rng(0).normal(size=n), np.arange(n)]
+    res = cv_results(FeatureCandidate(X, pts.patient_id.to_numpy(), Spy), pts, n_folds=5, n_repeats=2)
+    df = predictions_frame({"cellA": res})
+    assert list(df.columns) == ["patient", "cell", "repeat", "fold", "score", "label"] and len(df) == 2 * n
+    p = Predictions(df)
+    assert p.fold_auc("cellA", np.ones((1, n)), "mean")[0] == pytest.approx(
+        np.mean([np.mean([roc_auc_score(f.test_labels, f.test_scores) for f in res if f.repeat == r])
+                 for r in (0, 1)]))

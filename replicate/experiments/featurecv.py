@@ -82,6 +82,18 @@ class FeatureCandidate:
         return s.reindex([str(i) for i in score_ids])
 
 
+def patient_mean_features(X: np.ndarray, patient_ids, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """(patients, D) mean feature vector of each patient over its ``rows`` (boolean mask; None = all), and the
+    patient ids in sorted order: the "one sample per patient" reading of the SVM's training unit, and the cheap
+    path for permutation tests (an SVC on ~10^3 patch rows x 1000 features takes seconds a fit, on one row per
+    patient hundredths)."""
+    pids = np.asarray(patient_ids).astype(str)
+    m = np.ones(len(pids), bool) if rows is None else np.asarray(rows, bool)
+    df = pd.DataFrame(np.asarray(X, dtype=np.float64)[m])
+    g = df.groupby(pids[m], sort=True).mean()
+    return g.to_numpy(), g.index.to_numpy().astype(str)
+
+
 def fold_result(candidate: Candidate, fold, labels: pd.Series) -> FoldResult:
     """One fold: fit on ``fold.train_ids``, score ``fold.test_ids``; ``labels``: patient id -> label.
     The training AUC is not computed (NaN): these analyses use test AUCs only."""

@@ -154,6 +154,18 @@ def delong(labels, scores_a, scores_b) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ data
+def predictions_frame(results: dict) -> pd.DataFrame:
+    """``results``: cell id -> list of :class:`replicate.experiments.protocol.FoldResult` (the grid's output) ->
+    the ``results/predictions.csv`` schema (``patient, cell, repeat, fold, score, label``), one row per test
+    patient of every fold."""
+    rows = []
+    for cell, folds in results.items():
+        for f in folds:
+            for pid, y, s in zip(f.test_ids, f.test_labels, f.test_scores):
+                rows.append((str(pid), cell, int(f.repeat), int(f.fold), float(s), int(y)))
+    return pd.DataFrame(rows, columns=list(PRED_COLUMNS))
+
+
 class Predictions:
     """Out-of-fold scores of many cells on one cohort, indexed for resampling.
 
