@@ -33,8 +33,6 @@ import argparse
 import csv
 import itertools
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -474,13 +472,9 @@ def findings(table: dict[str, Table2Row] | None = None, top: int = 3) -> dict:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    from models.atomic import write_json
+
+    write_json(path, data, indent=2, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------

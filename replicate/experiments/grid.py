@@ -44,11 +44,13 @@ IMAGENET_NETS = {
                   ("loss3/classifier_2way", "loss1/classifier_2way", "loss2/classifier_2way")),
     "VGGNet": ("vgg16", "vgg16_imagenet", "VGG_ILSVRC_16_layers.caffemodel", ("fc8_2way",)),
 }
-#: Table 5 rows (network, patch size, kernel)
-TABLE5_ROWS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet", 120, "poly"),
+#: The deep-feature cells this grid runs (network, patch size, SVM kernel): the experiments' own list. The report
+#: joins each cell to the paper's Table 5 row with the same key (compare.paper.TABLE_KEYS), not by position.
+FEATURE_SETTINGS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet", 120, "poly"),
                ("GoogleNet", 120, "linear"), ("VGGNet", 80, "poly"), ("VGGNet", 120, "poly")]
-#: Table 6 columns: GoogLeNet blobs, patch 120, poly kernel (see compare/data/README.md)
-TABLE6_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
+#: The GoogLeNet blobs whose features the layer-by-layer cells use (patch ``table6_patch_size``, kernel
+#: ``table6_kernel``); joined to the paper's Table 6 columns by blob name.
+LAYER_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
                 "inception_4b/output", "inception_4c/output", "inception_4d/output", "inception_4e/output",
                 "inception_5a/output", "inception_5b/output", "loss3/classifier"]
 RANDOM_INIT = "fillers+xavier-default"  # how nets are initialised without --weights-dir (in every cache key)
@@ -152,9 +154,9 @@ def cells(p: Preset) -> dict[str, list[Cell]]:
     s4 = [Cell("sweep_transfer", "transfer", "GoogleNet", lr=lr, patch_size=p.transfer_patch_size)
           for lr in p.transfer_lr_sweep]
     t5 = [Cell("table5", "features", n, patch_size=s, kernel=k, blob=DEFAULT_FEATURE_BLOB[n])
-          for n, s, k in TABLE5_ROWS]
+          for n, s, k in FEATURE_SETTINGS]
     t6 = [Cell("table6", "features", "GoogleNet", patch_size=p.table6_patch_size, kernel=p.table6_kernel, blob=b)
-          for b in TABLE6_BLOBS]
+          for b in LAYER_BLOBS]
     return {"table3": t3, "sweep_scratch": s3, "table4": t4, "sweep_transfer": s4, "table5": t5, "table6": t6}
 
 
