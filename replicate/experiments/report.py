@@ -272,6 +272,10 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
         L.append(f"- {d}")
     for d in p.get("fixed_choices", []):
         L.append(f"- {d}")
+    if p.get("overrides"):
+        L += ["", "### Where the preset overrides a value of the net files (solver.prototxt, train_val.prototxt)", ""]
+        for d in p["overrides"]:
+            L.append(f"- {d}")
     L += ["", "### Compute time per cell (seconds, summed over the folds, whichever invocation computed them)", ""]
     for k, v in sorted(p.get("timings", {}).items(), key=lambda kv: -kv[1]):
         L.append(f"- {k}: {v:.1f}")

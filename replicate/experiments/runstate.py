@@ -22,6 +22,46 @@ atomic_write_json = atomic.write_json
 atomic_save_npy = atomic.save_npy
 
 
+def package_version() -> str:
+    """The installed distribution's version, or pyproject.toml's in a checkout that is not installed."""
+    try:
+        from importlib.metadata import version
+
+        return version("radiogenomics-replica")
+    except Exception:  # PackageNotFoundError, or metadata unreadable
+        root = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        if root.exists():
+            m = re.search(r'^version\s*=\s*"([^"]+)"', root.read_text(encoding="utf-8"), re.M)
+            if m:
+                return m.group(1)
+        return "unknown"
+
+
+_SOURCE_HASHES: dict = {}
+
+
+def source_hash(modules) -> str:
+    """SHA1 (12 hex digits) of the source of ``modules`` (dotted names; a package means all its .py files, read
+    from wherever they were imported: checkout or wheel). The code part of a resume key."""
+    import importlib.util
+
+    key = tuple(modules)
+    if key in _SOURCE_HASHES:
+        return _SOURCE_HASHES[key]
+    h = hashlib.sha1()
+    for name in key:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            h.update(f"{name}:missing".encode())
+            continue
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for f in files:
+            h.update(str(f.relative_to(origin.parent)).encode() + b"\0" + f.read_bytes())
+    _SOURCE_HASHES[key] = h.hexdigest()[:12]
+    return _SOURCE_HASHES[key]
+
+
 def slug(text: str) -> str:
     """A file-name-safe form of a unit key; a hash suffix keeps distinct keys distinct."""
     s = re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:120]
