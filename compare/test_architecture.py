@@ -103,25 +103,6 @@ def test_deploy_and_train_val_agree_layer_by_layer(folder):
     assert not problems, f"prototxt/{folder}: deploy and train_val disagree:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("folder", sorted(p.parent.name for p in PROTOTXT.glob("*/deploy.prototxt")))
-def test_every_layer_comment_gives_its_top_shape(folder):
-    """The ``# top BLOB: N x C x H x W`` comments (prototxt/tools/annotate_shapes.py) still match the net."""
-    import re
-
-    path = PROTOTXT / folder / "deploy.prototxt"
-    net = models.load_net(str(path), batch=1)
-    stale = []
-    for m in re.finditer(r"^  # top (.*)$", path.read_text(), re.M):
-        for part in m.group(1).split("; "):
-            blob, shape = part.split(": ")
-            want = " x ".join(["N"] + [str(d) for d in net.blob_shapes[blob][1:]]) if net.blob_shapes[blob] \
-                else "scalar"
-            if shape != want:
-                stale.append(f"{blob}: comment {shape}, net {want}")
-    assert stale == [], (f"prototxt/{folder}/deploy.prototxt: stale shape comments (rerun python "
-                         f"prototxt/tools/annotate_shapes.py {folder}):\n" + "\n".join(stale))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Table 2 as data.
 # ---------------------------------------------------------------------------------------------------------------
