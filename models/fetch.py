@@ -167,6 +167,8 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:
+        raise FetchError(f"--timeout {args.timeout}: must be a positive number of seconds")
     try:
         urls, sums = _pairs(args.url, "url"), _pairs(args.sha1, "sha1")
         records = []
