@@ -3,8 +3,9 @@ writes ``# N x 64 x 112 x 112``. Run once after editing a net, from the reposito
 
     python prototxt/tools/annotate_shapes.py [FOLDER ...]      # default: every folder with a deploy.prototxt
 
-Nothing depends on this script (no test runs it); the prototxt files are the source of truth and the comments are
-documentation. It rewrites only lines ``  # top ...`` that it wrote itself, right after ``layer {``; shapes come from
+Nothing depends on this script (no test runs it or checks the comments); the prototxt files are the source of truth
+and the comments are documentation: after a hand edit they may be stale until this is rerun (``python -m models
+info NET`` always prints the current shapes). It rewrites only lines ``  # top ...`` that it wrote itself, right after ``layer {``; shapes come from
 ``models.load_net`` (Caffe's shape rules), batch shown as N. Data layers of train_val show their TRAIN/TEST phase.
 """
 from __future__ import annotations
