@@ -103,7 +103,8 @@ class Preset:
             pv = getattr(paper, k)
             if v != pv:
                 reason = f": {self.why[k]}" if k in self.why else ""
-                out.append(f"{k}: {v!r} (paper preset: {pv!r}){reason}")
+                was = "the net files' value" if pv is None else repr(pv)
+                out.append(f"{k}: {v!r} (paper preset: {was}){reason}")
         return out
 
 
