@@ -1,47 +1,129 @@
-"""The paper's published numbers as data: Zhu et al. 2019, Tables 3-6 and the Figure 2 learning-rate sweeps.
+"""The paper's published numbers as data, in one place: Zhu et al. 2019 (Comput Biol Med 109:85-90).
 
-The CSV files live in ``compare/data/`` (see its README for where each number comes from and the ambiguities in
-the paper's text). This module only loads them; it does not compute anything.
+Tables 1-6, the Figure 2 learning-rate sweeps, every CI of the Results (in the tables' ``ci_low``/``ci_high``) and
+of the Abstract (``abstract``), the cohort flow 400 -> 286 -> 275 -> 270 (``cohort_flow``), single facts such as
+90 luminal A of 270 and 44,660 patches (``facts``), and the places where the paper contradicts itself
+(``contradictions``). The files are package data of ``compare`` (``compare/data/*.csv``, found with
+:mod:`importlib.resources`, so an installed wheel has them too); ``compare/data/README.md`` says where each number
+comes from.
+
+Every table has join keys (:data:`TABLE_KEYS`); a run's rows are matched to the paper's by these keys, never by
+row order (:func:`key_of`). Code that trains, extracts features, fits SVMs or runs the protocol never imports this
+module (no tuning to the paper): the report, the Table 2 audit and the parity tests do.
 """
 from __future__ import annotations
 
+import functools
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
-
 #: Tolerance where the paper gives no CI (training AUCs, Table 6, Figure 2 sweeps): |ours - paper| <= this.
 NO_CI_TOLERANCE = 0.05
 
-#: The key columns identifying a row of each table (used to match a run's rows with the paper's).
+#: The key columns identifying a row of each table (a run's rows are joined to the paper's on these).
 TABLE_KEYS = {
+    "table1": ["scanner", "field_strength_t"],
+    "table2": ["net"],
     "table3": ["network"],
     "table4": ["network"],
     "table5": ["network", "patch_size", "kernel"],
     "table6": ["blob"],
     "lr_sweeps": ["approach", "network", "lr"],
+    "abstract": ["approach"],
+    "scanners_text": ["scanner", "field_strength_t"],
+    "cohort_flow": ["step"],
+    "facts": ["key"],
+    "contradictions": ["id"],
 }
 
+#: The tables a run of ``python -m replicate run`` reproduces (one results/<name>.csv each).
+RESULT_TABLES = ("table3", "table4", "table5", "table6", "lr_sweeps")
 
-def load(name: str) -> pd.DataFrame:
-    """Load one of ``table3`` ... ``table6`` or ``lr_sweeps`` as a DataFrame (one row per printed row)."""
+
+def data_file(name: str):
+    """A file of ``compare/data`` as an :mod:`importlib.resources` Traversable (works from a wheel or a checkout)."""
+    return resources.files("compare").joinpath("data", name)
+
+
+@functools.lru_cache(maxsize=None)
+def _read(name: str) -> pd.DataFrame:
     if name not in TABLE_KEYS:
-        raise KeyError(f"compare/paper.py: unknown paper table {name!r}; expected one of {sorted(TABLE_KEYS)}")
-    return pd.read_csv(DATA_DIR / f"{name}.csv")
+        raise KeyError(f"compare.paper: unknown paper table {name!r}; expected one of {sorted(TABLE_KEYS)}")
+    with data_file(f"{name}.csv").open("r", encoding="utf-8") as fh:
+        return pd.read_csv(fh)
+
+
+def table(name: str) -> pd.DataFrame:
+    """One paper table as a DataFrame, one row per printed row (a copy: callers may modify it).
+
+    ``name``: ``table1`` ... ``table6``, ``lr_sweeps`` (Figure 2), ``abstract`` (the Abstract's three AUCs and CIs,
+    with the ``table`` and ``key`` of the row each names), ``scanners_text`` (the Methods text's scanner counts),
+    ``cohort_flow``, ``facts``, ``contradictions``. Raises KeyError for another name."""
+    return _read(name).copy()
+
+
+#: Former name of :func:`table` (kept for callers of issue 5).
+load = table
+
+
+def _norm(v) -> str:
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def key_of(name: str, row) -> tuple:
+    """The join key of a row (a mapping or Series holding the table's key columns), as strings so 80 == "80"."""
+    return tuple(_norm(row[k]) for k in TABLE_KEYS[name])
+
+
+def row(name: str, **key) -> pd.Series:
+    """The one row of ``name`` whose key columns equal ``key``, e.g. ``row("table5", network="GoogleNet",
+    patch_size=120, kernel="poly")``. Raises KeyError when no row or several rows match."""
+    t = _read(name)
+    want = tuple(_norm(key[k]) for k in TABLE_KEYS[name])
+    hits = [i for i, r in t.iterrows() if key_of(name, r) == want]
+    if len(hits) != 1:
+        raise KeyError(f"{name}: {len(hits)} rows with key {dict(zip(TABLE_KEYS[name], want))}")
+    return t.loc[hits[0]].copy()
 
 
 def all_tables() -> dict[str, pd.DataFrame]:
-    """Every paper table keyed by name."""
-    return {name: load(name) for name in TABLE_KEYS}
+    """Every result table (Tables 3-6, the sweeps) keyed by name."""
+    return {name: table(name) for name in RESULT_TABLES}
+
+
+def cohort_flow() -> pd.DataFrame:
+    """The exclusion flow of "Imaging and Pathology Data": step, stage (start | excluded | remaining), reason,
+    count. The counts chain 400 - 114 = 286, 286 - 11 = 275, 275 - 5 = 270."""
+    return table("cohort_flow")
+
+
+def facts() -> dict[str, float]:
+    """Single numbers the paper states (key -> value): ``luminal_a`` 90, ``patients_included`` 270,
+    ``patches_per_patch_size`` 44660, ``regions_per_patient`` 33.1, ... (``compare/data/facts.csv`` gives the unit
+    and the sentence of each)."""
+    t = _read("facts")
+    return {k: (int(v) if float(v).is_integer() else float(v)) for k, v in zip(t.key, t.value)}
+
+
+def abstract_cis() -> pd.DataFrame:
+    """The Abstract's three AUCs and 95% CIs, each with the table and key of the row it names."""
+    return table("abstract")
+
+
+def contradictions() -> pd.DataFrame:
+    """Where the paper contradicts itself: id, what, value_a/source_a, value_b/source_b, note. Both values are kept
+    (the Abstract's CIs vs the Results'; the text's scanner counts 278 vs Table 1's 270; ...)."""
+    return table("contradictions")
 
 
 # --------------------------------------------------------------------------------------------- checks of a run
 class RunDefect(AssertionError):
     """A protocol defect in a run folder (missing table cell or fold, wrong fold structure, NaN)."""
-
-
-RESULT_TABLES = ("table3", "table4", "table5", "table6", "lr_sweeps")
 
 
 def load_run_table(run_dir, name: str) -> pd.DataFrame:
@@ -71,9 +153,12 @@ def check_table_cells(run_dir, name: str) -> pd.DataFrame:
         r = wrong.iloc[0]
         raise RunDefect(f"{name}: CI [{r.ours_ci_low}, {r.ours_ci_high}] does not contain the AUC "
                         f"{r.ours_test_auc} for {r['cell']!r}")
-    for k, v in zip(TABLE_KEYS[name], [pap[k] for k in TABLE_KEYS[name]]):
-        if k in ours.columns and list(ours[k].astype(str)) != list(v.astype(str)):
-            raise RunDefect(f"{name}: rows do not match the paper's on {k!r}: {list(ours[k])} vs {list(v)}")
+    if all(k in ours.columns for k in TABLE_KEYS[name]):
+        have = sorted(key_of(name, r) for _, r in ours.iterrows())
+        want = sorted(key_of(name, r) for _, r in pap.iterrows())
+        if have != want:
+            raise RunDefect(f"{name}: rows do not match the paper's on {TABLE_KEYS[name]}: "
+                            f"{sorted(set(have) ^ set(want))} in one only")
     return ours
 
 

@@ -12,7 +12,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,9 @@ import models
 from models import audit
 from models.prototxt_io import read_solver_text
 
-REPO = Path(__file__).resolve().parent.parent
-PROTOTXT = REPO / "prototxt"
+from models.resources import nets_dir
+
+PROTOTXT = nets_dir()
 
 
 def deploy(folder: str):
@@ -38,11 +38,69 @@ def table2():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The generated files are what prototxt/generate.py writes.
+# The prototxt files are the source of truth: structural checks only (no generator to agree with).
 # ---------------------------------------------------------------------------------------------------------------
-def test_prototxt_files_are_generated_output():
-    proc = subprocess.run([sys.executable, str(PROTOTXT / "generate.py"), "--check"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+PAIRED = sorted(p.parent.name for p in PROTOTXT.glob("*/train_val.prototxt") if (p.parent / "deploy.prototxt").exists())
+
+#: the fields that define a layer's output and parameter shapes (fillers, lr_mult, names of sources are not)
+SHAPE_FIELDS = {
+    "Convolution": ("convolution_param", ("num_output", "bias_term", "pad", "kernel_size", "group", "stride",
+                                          "pad_h", "pad_w", "kernel_h", "kernel_w", "stride_h", "stride_w",
+                                          "dilation", "axis")),
+    "InnerProduct": ("inner_product_param", ("num_output", "bias_term", "axis", "transpose")),
+    "Pooling": ("pooling_param", ("pool", "pad", "pad_h", "pad_w", "kernel_size", "kernel_h", "kernel_w", "stride",
+                                  "stride_h", "stride_w", "global_pooling", "round_mode")),
+    "LRN": ("lrn_param", ("local_size", "norm_region")),
+    "Concat": ("concat_param", ("axis", "concat_dim")),
+}
+
+
+def _shape_fields(layer) -> dict:
+    msg_name, fields = SHAPE_FIELDS.get(layer.type, (None, ()))
+    if msg_name is None:
+        return {}
+    msg = getattr(layer.proto, msg_name)
+    out = {}
+    for f in fields:
+        if f not in msg.DESCRIPTOR.fields_by_name:
+            continue
+        v = getattr(msg, f)
+        out[f] = v if isinstance(v, (int, float, bool, str)) else list(v)
+    return out
+
+
+def _through_dropout(net, blob: str) -> str:
+    """The blob a train-only Dropout layer (not in place) reads, else ``blob`` (dropout changes no shape)."""
+    for l in net.layers:
+        if l.type == "Dropout" and l.tops == [blob] and l.bottoms != l.tops:
+            return _through_dropout(net, l.bottoms[0])
+    return blob
+
+
+@pytest.mark.parametrize("folder", PAIRED)
+def test_deploy_and_train_val_agree_layer_by_layer(folder):
+    """Every deploy layer is in train_val (TEST phase) with the same type, bottoms, tops, shape-defining fields,
+    parameter shapes and top shapes (batch aside); train_val may add losses, accuracy and auxiliary heads."""
+    dep = models.load_net(str(PROTOTXT / folder / "deploy.prototxt"), phase="TEST", batch=1)
+    tv = models.load_net(str(PROTOTXT / folder / "train_val.prototxt"), phase="TEST", batch=1)
+    assert {k: v[1:] for k, v in dep.inputs.items()} == {k: v[1:] for k, v in tv.inputs.items() if k == "data"}
+    problems = []
+    for a in dep.layers:
+        if a.type in ("Softmax",):  # deploy's prob replaces train_val's loss/accuracy
+            continue
+        try:
+            b = tv.layer(a.name)
+        except (KeyError, Exception):
+            problems.append(f"{a.name}: in deploy.prototxt, missing from train_val.prototxt")
+            continue
+        for what, x, y in (("type", a.type, b.type), ("bottoms", a.bottoms, [_through_dropout(tv, x) for x in b.bottoms]),
+                           ("tops", a.tops, b.tops),
+                           ("shape fields", _shape_fields(a), _shape_fields(b)),
+                           ("param shapes", a.param_shapes, b.param_shapes),
+                           ("top shapes", [s[1:] for s in a.top_shapes], [s[1:] for s in b.top_shapes])):
+            if x != y:
+                problems.append(f"{a.name}: {what} deploy {x} vs train_val {y}")
+    assert not problems, f"prototxt/{folder}: deploy and train_val disagree:\n" + "\n".join(problems)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,8 +227,11 @@ def test_search_best_vgg_r_reading_is_the_shipped_one(searches):
 def test_findings_json_is_current(searches, table2, monkeypatch):
     monkeypatch.setattr(audit, "search", lambda name, table=None: searches[name])
     expected = json.loads(json.dumps(audit.findings(table2)))
-    recorded = json.loads(audit.FINDINGS_JSON.read_text())
-    assert recorded == expected, "run: python -m models audit --write-findings"
+    recorded = json.loads(audit._paper_data("architecture_findings.json").read_text())
+    diffs = [f"audit {e['net']} ({e['reading']}): {k} recorded {r.get(k)!r}, now {e.get(k)!r}"
+             for r, e in zip(recorded["audit"], expected["audit"]) for k in e if r.get(k) != e.get(k)]
+    assert recorded == expected, ("compare/data/architecture_findings.json is stale (python -m models audit "
+                                  "--write-findings):\n" + "\n".join(diffs[:20]))
 
 
 def test_audit_cli_exit_codes(capsys):
@@ -254,7 +315,7 @@ def test_solver_follows_table2(folder):
     assert s.momentum == pytest.approx(0.9) and s.weight_decay > 0
     assert s.snapshot == 0 and not s.snapshot_after_train
     assert s.net == f"prototxt/{folder}/train_val.prototxt"
-    assert (REPO / s.net).exists()
+    assert (PROTOTXT / folder / "train_val.prototxt").exists()
 
 
 def test_googlenet_train_val_has_bvlc_aux_classifiers():

@@ -36,6 +36,53 @@ def test_paper_tables_as_printed():
     assert list(sw.test_auc) == [0.54, 0.53, 0.54, 0.60, 0.60, 0.58]
 
 
+def test_cohort_flow_chains():
+    """400 -> 286 -> 275 -> 270: each 'remaining' count is the previous one minus the exclusions since."""
+    f = paper.cohort_flow()
+    assert list(f[f.stage != "excluded"]["count"]) == [400, 286, 275, 270]
+    total = None
+    for _, r in f.iterrows():
+        if r.stage == "start":
+            total = r["count"]
+        elif r.stage == "excluded":
+            total -= r["count"]
+        else:
+            assert total == r["count"], r.reason
+    first = f[(f.step > 1) & (f.step < 9)]["count"].sum()
+    assert first == paper.facts()["excluded_first_pass"] == 114
+
+
+def test_facts_agree_with_each_other():
+    f = paper.facts()
+    assert (f["luminal_a"], f["patients_included"]) == (90, 270)
+    assert f["luminal_a"] + f["other_subtypes"] == f["patients_included"]
+    # 44,660 = 33.1 regions x (1 + 4) patches x 270 patients, with 33.1 rounded to one decimal
+    per = f["patches_per_patch_size"] / ((1 + f["augmented_per_region"]) * f["patients_included"])
+    assert round(per, 1) == f["regions_per_patient"]
+    assert paper.table("table1").case_number.sum() == f["patients_included"]
+
+
+def test_contradictions_recorded_as_data():
+    c = paper.contradictions().set_index("id")
+    assert paper.table("scanners_text").case_number.sum() == 278
+    assert "278" in c.loc["scanner_counts", "value_a"] and "270" in c.loc["scanner_counts", "value_b"]
+    # every Abstract CI names a Results row; where they differ a contradiction row says so
+    for _, a in paper.abstract_cis().iterrows():
+        key = dict(zip(paper.TABLE_KEYS[a.table], a.key.split("|")))
+        r = paper.row(a.table, **key)
+        assert r.test_auc == a.test_auc
+        same = (r.ci_low, r.ci_high) == (a.ci_low, a.ci_high)
+        assert same != (f"abstract_ci_{a.approach}" in c.index), a.approach
+
+
+def test_rows_found_by_key_not_position():
+    shuffled = paper.table("table5").iloc[::-1]
+    r = paper.row("table5", network="GoogleNet", patch_size="120", kernel="poly")
+    assert r.test_auc == 0.65 and paper.key_of("table5", shuffled.iloc[-1]) == ("GoogleNet", "80", "poly")
+    with pytest.raises(KeyError):
+        paper.row("table5", network="GoogleNet", patch_size=100, kernel="poly")
+
+
 # ---------------------------------------------------------------------------------------------- a run
 @pytest.mark.parametrize("name", paper.RESULT_TABLES)
 def test_every_cell_present_and_finite(run_dir, name):

@@ -33,8 +33,6 @@ import argparse
 import csv
 import itertools
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,12 +40,18 @@ from .accounting import human, net_cost
 from .errors import CaffeError, NetDefinitionError
 from .graph import load_net
 from .prototxt_io import read_net_text
+from .resources import display_path, nets_dir
 from .schema import pb
 
-REPO = Path(__file__).resolve().parent.parent
-PROTOTXT_DIR = REPO / "prototxt"
-TABLE2_CSV = REPO / "compare" / "data" / "table2.csv"
-FINDINGS_JSON = REPO / "compare" / "data" / "architecture_findings.json"
+TABLE2_CSV = "compare/data/table2.csv"            # package data of compare (found with importlib.resources)
+FINDINGS_JSON = "compare/data/architecture_findings.json"
+
+
+def _paper_data(name: str):
+    """A file of the paper's data (compare/data), from the checkout or the installed wheel."""
+    from importlib import resources
+
+    return resources.files("compare").joinpath("data", name)
 
 #: Relative tolerance for a Table 2 "match".
 TOLERANCE = 0.005
@@ -102,10 +106,13 @@ def rounds_to(value: float, printed: str) -> bool:
     return f"{value / _UNITS[unit]:.{decimals}f}" == number
 
 
-def read_table2(path: Path = TABLE2_CSV) -> dict[str, Table2Row]:
-    """Table 2 rows keyed by net name. Checks that each printed number agrees with its numeric column."""
+def read_table2(path=None) -> dict[str, Table2Row]:
+    """Table 2 rows keyed by net name (default: compare/data/table2.csv). Checks that each printed number agrees
+    with its numeric column; raises AuditError naming the file and line otherwise."""
     rows = {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    if path is None:
+        path = _paper_data("table2.csv")
+    with path.open("r", newline="", encoding="utf-8") as fh:
         for lineno, r in enumerate(csv.DictReader(fh), start=2):
             try:
                 row = Table2Row(r["net"], r["input"], r["macc_printed"], float(r["macc"]), r["params_printed"],
@@ -169,10 +176,10 @@ def _input_of(net) -> str:
 def audit_file(net_name: str, folder: str, reading: str, table: dict[str, Table2Row] | None = None) -> AuditRow:
     """Count ``prototxt/<folder>/deploy.prototxt`` and judge it against Table 2's row ``net_name``."""
     table = table or read_table2()
-    path = PROTOTXT_DIR / folder / "deploy.prototxt"
+    path = nets_dir() / folder / "deploy.prototxt"
     net = load_net(str(path), batch=1)
     cost = net_cost(net)
-    rel = str(path.relative_to(REPO))
+    rel = display_path(path)
     row = judge(net_name, reading, table[net_name], cost.macc, cost.params, _input_of(net), rel)
     if row.input != table[net_name].input:
         row.verdict = "deviation"
@@ -191,7 +198,7 @@ def audit(table: dict[str, Table2Row] | None = None) -> list[AuditRow]:
 def _resolve_net(name: str) -> Path:
     """``GoogleNet_R`` (a Table 2 row) or ``googlenet_r_table2`` (a prototxt folder) -> its deploy.prototxt."""
     folder = TEXT_NETS.get(name, name)
-    path = PROTOTXT_DIR / folder / "deploy.prototxt"
+    path = nets_dir() / folder / "deploy.prototxt"
     if not path.exists():
         raise AuditError(f"unknown net {name!r}: expected a Table 2 row ({', '.join(TEXT_NETS)}) or a folder "
                          f"under prototxt/ with a deploy.prototxt")
@@ -216,7 +223,7 @@ class Candidate:
 
 
 def _template(folder: str) -> "pb.NetParameter":
-    return read_net_text(str(PROTOTXT_DIR / folder / "deploy.prototxt"))
+    return read_net_text(str(nets_dir() / folder / "deploy.prototxt"))
 
 
 def _layer(net, name):
@@ -259,7 +266,7 @@ def googlenet_r_candidates(inputs=(64, 224)):
     / global / removed, input 64 (text, Table 3) or 224 (GoogLeNet's), auxiliary classifiers counted or not, LRN
     counted or not."""
     template = _template("googlenet_r")
-    aux = [lp for lp in read_net_text(str(PROTOTXT_DIR / "googlenet_r" / "train_val.prototxt")).layer
+    aux = [lp for lp in read_net_text(str(nets_dir() / "googlenet_r" / "train_val.prototxt")).layer
            if lp.name.startswith(("loss1/", "loss2/")) and lp.type not in ("SoftmaxWithLoss", "Accuracy")]
     for applied in itertools.product((True, False), repeat=len(GOOGLENET_R_CHANGES)):
         for pool5, hw, with_aux in itertools.product(("bvlc", "global", "none"), inputs, (False, True)):
@@ -474,13 +481,9 @@ def findings(table: dict[str, Table2Row] | None = None, top: int = 3) -> dict:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    from models.atomic import write_json
+
+    write_json(path, data, indent=2, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -493,8 +496,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--search", action="store_true",
                    help="search the readings of the text for those that reproduce Table 2 (GoogleNet_R, VGGNet_R)")
     p.add_argument("--top", type=int, default=5, help="with --search: how many readings to show per net")
-    p.add_argument("--write-findings", metavar="PATH", nargs="?", const=str(FINDINGS_JSON),
-                   help=f"write the audit and search results as JSON (default {FINDINGS_JSON.relative_to(REPO)})")
+    p.add_argument("--write-findings", metavar="PATH", nargs="?", const="",
+                   help=f"write the audit and search results as JSON (default {FINDINGS_JSON})")
 
 
 def main(args) -> int:
@@ -513,7 +516,9 @@ def main(args) -> int:
         print(f"{'total (layers without MACC or params omitted)':<72}{cost.macc:>15,}{cost.params:>13,}")
         print(f"MACC {human(cost.macc)}  params {human(cost.params)}")
         return 0
-    if args.write_findings:
+    if args.write_findings is not None:
+        if not args.write_findings:
+            args.write_findings = str(_paper_data("architecture_findings.json"))
         data = findings(table)
         write_json_atomic(Path(args.write_findings), data)
         print(f"wrote {args.write_findings}")

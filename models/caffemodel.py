@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,16 +296,11 @@ def write_caffemodel(path, net, params: dict, version: str = "V2", dtype: str = 
         size = len(header) + sum(len(p) for p in blob_parts)
         pieces += [_len_field(NET_LAYERS if version == "V1" else NET_LAYER, size), header] + blob_parts
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for p in pieces:
-                f.write(p)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from models.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for p in pieces:
+            f.write(p)
 
 
 def check_params(net, params: dict) -> None:

@@ -1,7 +1,11 @@
-"""``python -m models``: inspect, audit, convert and run Caffe nets.
+"""``python -m models``: inspect, audit, convert and run Caffe nets; and the project's one CLI convention.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int``; this file
-only dispatches. Bad input (any :class:`models.errors.CaffeError`) is one line on stderr and exit code 2.
+The convention (used by ``python -m models`` and ``python -m replicate``, see :func:`dispatch`): the dispatcher
+lists ``(name, module path, help)``; a subcommand's module is imported only when that subcommand runs (torch is
+heavy; top-level ``--help`` imports none) and exposes ``add_arguments(parser)`` and ``main(args) -> int``, or
+serves several subcommands through ``SUBCOMMANDS = {name: (add_arguments, main, help)}``. CLI modules only parse
+arguments and print. Bad input (the package's error types: :class:`models.errors.CaffeError`,
+``replicate.errors.ReplicateError``) is one line on stderr and exit code 2, no traceback; Ctrl-C is exit 130.
 """
 from __future__ import annotations
 
@@ -20,31 +24,48 @@ SUBCOMMANDS = [
 ]
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models", description="Inspect, audit, convert and run Caffe nets.")
+def _resolve(module_name: str, name: str):
+    module = importlib.import_module(module_name)
+    table = getattr(module, "SUBCOMMANDS", None)
+    if isinstance(table, dict) and name in table:
+        add, main, _ = table[name]
+        return add, main
+    return module.add_arguments, module.main
+
+
+def build_parser(prog: str, description: str, subcommands, only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only the subcommand ``only`` gets its arguments (its module is imported)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module, help_ in SUBCOMMANDS:
+    for name, module, help_ in subcommands:
         p = sub.add_parser(name, help=help_, description=help_)
-        if only == name:
-            importlib.import_module(module).add_arguments(p)
-        p.set_defaults(_module=module)
+        if name == only:
+            add, fn = _resolve(module, name)
+            add(p)
+            p.set_defaults(_main=fn)
     return parser
 
 
-def main(argv=None) -> int:
+def dispatch(prog: str, description: str, subcommands, argv=None, errors: tuple = (), interrupted: str = "") -> int:
+    """Parse ``argv``, run the chosen subcommand, turn the package's errors into one line + exit 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    # Import only the chosen subcommand's module (torch is heavy); top-level help imports none.
     only = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(only)
-    args = parser.parse_args(argv)
+    args = build_parser(prog, description, subcommands, only).parse_args(argv)
     try:
-        return int(importlib.import_module(args._module).main(args) or 0)
+        return int(args._main(args) or 0)
     except PrototxtSyntaxError as e:
         print(str(e), file=sys.stderr)  # FILE:LINE:COL: message
         return 2
-    except CaffeError as e:
+    except (CaffeError, *errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print(interrupted or "interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv=None) -> int:
+    return dispatch("python -m models", "Inspect, audit, convert and run Caffe nets.", SUBCOMMANDS, argv)

@@ -12,6 +12,10 @@ import sys
 from models.onnx_export import DEFAULT_OPSET
 
 
+#: the oldest opset the exporter targets (Pad and ReduceSum take their parameters as inputs from 13)
+MIN_OPSET = 13
+
+
 def add_arguments(p) -> None:
     p.add_argument("prototxt")
     p.add_argument("--weights", help="a .caffemodel (default: Caffe's fillers, seeded by --seed)")
@@ -28,6 +32,14 @@ def main(args) -> int:
     from models.torch_builder import to_torch
     from models.weights import load_caffemodel
 
+    import onnx
+
+    from models.errors import InputError
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= args.opset <= newest:
+        raise InputError(f"--opset {args.opset}: the exporter writes opsets {MIN_OPSET}..{newest} "
+                         f"(default {DEFAULT_OPSET})")
     net = load_net(args.prototxt, phase=args.phase)
     module = to_torch(net, seed=args.seed)
     if args.weights:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -113,18 +112,13 @@ def fetch(source: WeightsSource, dest_dir: str | os.PathLike, progress: bool = T
                 f"{final}: existing file has SHA1 {got}, the published SHA1 is {source.sha1}; "
                 "delete it or pass --force")
     else:
-        fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{source.filename}.", suffix=".part")
-        os.close(fd)
-        tmp = Path(tmp)
-        try:
+        from models.atomic import atomic_path
+
+        with atomic_path(final, suffix=".part") as tmp:
             got, size = _download(source.url, tmp, progress, timeout)
             if source.sha1 is not None and got != source.sha1:
                 raise FetchError(
                     f"{source.url}: SHA1 {got} does not match the published {source.sha1}; download refused")
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     return {
         "name": source.name, "file": source.filename, "url": source.url, "sha1": got, "bytes": size,
         "checksum": "verified against published SHA1" if source.sha1 else "no published checksum; SHA1 recorded",
@@ -143,10 +137,9 @@ def write_provenance(dest_dir: Path, records: list[dict]) -> Path:
             existing = {}
     for r in records:
         existing[r["name"]] = r
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{PROVENANCE}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"weights": sorted(existing.values(), key=lambda r: r["name"])}, fh, indent=1)
-    os.replace(tmp, path)
+    from models.atomic import write_json
+
+    write_json(path, {"weights": sorted(existing.values(), key=lambda r: r["name"])}, indent=1, sort_keys=False)
     return path
 
 
@@ -174,6 +167,8 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:
+        raise FetchError(f"--timeout {args.timeout}: must be a positive number of seconds")
     try:
         urls, sums = _pairs(args.url, "url"), _pairs(args.sha1, "sha1")
         records = []

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from .accounting import human, net_cost
+from .errors import InputError
 from .graph import load_net
 from .shapes import pool_edge_windows
 
@@ -16,7 +17,9 @@ def parse_shape_arg(items) -> dict:
         try:
             shapes[name] = tuple(int(d) for d in dims.split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--input-shape wants BLOB=N,C,H,W, got {item!r}") from None
+            raise InputError(f"--input-shape wants BLOB=N,C,H,W (positive integers), got {item!r}") from None
+        if not name or not shapes[name] or min(shapes[name]) < 1:
+            raise InputError(f"--input-shape wants BLOB=N,C,H,W (positive integers), got {item!r}")
     return shapes
 
 
@@ -30,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    if args.batch < 1:
+        raise InputError(f"--batch {args.batch}: the batch size must be a positive integer")
     net = load_net(args.prototxt, phase=args.phase, batch=args.batch, input_shapes=parse_shape_arg(args.input_shape))
     cost = net_cost(net)
     warnings = [w for l in net.layers if l.type == "Pooling" for w in pool_edge_windows(l.proto, l.bottom_shapes[0])]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from google.protobuf import message as pb_message
@@ -61,7 +60,6 @@ def write_text(path, msg) -> None:
     """Write a message as Caffe text format, atomically."""
     path = Path(path)
     text = text_format.MessageToString(msg)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from models.atomic import write_text as _write
+
+    _write(path, text)

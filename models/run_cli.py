@@ -10,9 +10,7 @@ A net whose input declares batch N accepts an input of any batch. Several inputs
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -115,15 +113,10 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
 def save_npz(path, arrays: dict) -> None:
     """Write ``arrays`` to ``path`` (.npz) atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name + ".", suffix=".npz")
-    os.close(fd)
-    try:
+    from models.atomic import atomic_path
+
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main(args) -> int:

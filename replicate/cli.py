@@ -1,15 +1,13 @@
 """``python -m replicate``: the cohort, the patch store and the paper's experiments.
 
-Subcommands live in their own modules; this file only dispatches. A module serves one subcommand through
-``add_arguments(parser)`` and ``main(args) -> int``, or several through ``SUBCOMMANDS = {name: (add_arguments,
-main, help)}``. Bad input (:class:`replicate.errors.ReplicateError`, :class:`models.errors.CaffeError`) is one line
-on stderr and exit code 2.
+Same convention as ``python -m models`` (:func:`models.cli.dispatch`): this file only lists the subcommands;
+each lives in its own module (``add_arguments(parser)`` + ``main(args) -> int``, or ``SUBCOMMANDS = {name:
+(add_arguments, main, help)}``), imported only when it runs. Bad input (:class:`replicate.errors.ReplicateError`,
+:class:`models.errors.CaffeError`) is one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
+from models.cli import dispatch
 
 from .errors import ReplicateError
 
@@ -22,38 +20,7 @@ SUBCOMMANDS = [
 ]
 
 
-def _resolve(module_name: str, name: str):
-    module = importlib.import_module(module_name)
-    table = getattr(module, "SUBCOMMANDS", None)
-    if isinstance(table, dict) and name in table:
-        add, main, _ = table[name]
-        return add, main
-    return module.add_arguments, module.main
-
-
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    only = next((a for a in argv if not a.startswith("-")), None)
-    parser = argparse.ArgumentParser(prog="python -m replicate",
-                                     description="Replicate Zhu et al. 2019 on a Duke-Breast-Cancer-MRI cohort.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name, module, help_ in SUBCOMMANDS:
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name == only:
-            add, fn = _resolve(module, name)
-            add(p)
-            p.set_defaults(_main=fn)
-    args = parser.parse_args(argv)
-    try:
-        from models.errors import CaffeError
-    except ImportError:  # pragma: no cover
-        CaffeError = ReplicateError
-    try:
-        return int(args._main(args) or 0)
-    except (ReplicateError, CaffeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
-        return 130
+    return dispatch("python -m replicate", "Replicate Zhu et al. 2019 on a Duke-Breast-Cancer-MRI cohort.",
+                    SUBCOMMANDS, argv, errors=(ReplicateError,),
+                    interrupted="interrupted: finished work is saved; run the same command again to resume")

@@ -49,6 +49,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from models import atomic
+
 from replicate.cohort.duke import Box, Cohort, CohortSettings, PatientRecord, load_phases, scan_cohort
 from replicate.errors import ConfigError, PatchStoreError
 from replicate.cohort.preprocess import (map_coordinate, reference_intensity, resample, resampled_shape,
@@ -266,15 +268,11 @@ def _fingerprint(rec: PatientRecord, root: str) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def _atomic_csv(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, df.to_csv(index=False, lineterminator="\n"))
 
 
 def _worker_init() -> None:

@@ -26,8 +26,7 @@ from replicate.errors import ConfigError, ReplicateError
 from replicate.experiments.protocol import FoldResult, patient_folds, repeat_seed, summarise
 from replicate.experiments.runstate import RunState
 
-REPO = Path(__file__).resolve().parents[2]
-PROTOTXT = REPO / "prototxt"
+from models.resources import nets_dir
 NO_WEIGHTS_FLAG = "no pretrained weights: not comparable to the paper"
 
 #: Table 3 rows -> prototxt folder, per reading of the reduced nets (docs/deviations.md, "Which to train"):
@@ -44,11 +43,13 @@ IMAGENET_NETS = {
                   ("loss3/classifier_2way", "loss1/classifier_2way", "loss2/classifier_2way")),
     "VGGNet": ("vgg16", "vgg16_imagenet", "VGG_ILSVRC_16_layers.caffemodel", ("fc8_2way",)),
 }
-#: Table 5 rows (network, patch size, kernel)
-TABLE5_ROWS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet", 120, "poly"),
+#: The deep-feature cells this grid runs (network, patch size, SVM kernel): the experiments' own list. The report
+#: joins each cell to the paper's Table 5 row with the same key (compare.paper.TABLE_KEYS), not by position.
+FEATURE_SETTINGS = [("GoogleNet", 80, "poly"), ("GoogleNet", 120, "rbf"), ("GoogleNet", 120, "poly"),
                ("GoogleNet", 120, "linear"), ("VGGNet", 80, "poly"), ("VGGNet", 120, "poly")]
-#: Table 6 columns: GoogLeNet blobs, patch 120, poly kernel (see compare/data/README.md)
-TABLE6_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
+#: The GoogLeNet blobs whose features the layer-by-layer cells use (patch ``table6_patch_size``, kernel
+#: ``table6_kernel``); joined to the paper's Table 6 columns by blob name.
+LAYER_BLOBS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output", "inception_4a/output",
                 "inception_4b/output", "inception_4c/output", "inception_4d/output", "inception_4e/output",
                 "inception_5a/output", "inception_5b/output", "loss3/classifier"]
 RANDOM_INIT = "fillers+xavier-default"  # how nets are initialised without --weights-dir (in every cache key)
@@ -58,6 +59,12 @@ DEFAULT_FEATURE_BLOB = {"GoogleNet": "loss3/classifier", "VGGNet": "fc8"}
 
 @dataclass
 class Preset:
+    """A run's settings. Training facts are stated once: the net files give base_lr, gamma, momentum and weight
+    decay (``solver.prototxt``) and the batch size (the TRAIN data layer of ``train_val.prototxt``); the preset gives
+    what Caffe's files cannot say in epochs (``*_epochs``, ``step_epochs``) and the experiment grid (sweeps, patch
+    sizes, protocol). A preset value of ``None`` means "the net file's value"; a value overriding a file's value is
+    listed by :func:`overrides` with the reason from ``why`` (printed in the report)."""
+
     name: str
     n_folds: int = 10
     n_repeats: int = 5
@@ -66,12 +73,13 @@ class Preset:
     scratch_variant: str = "table2"       # which reading of GoogleNet_R / VGG_R to train (SCRATCH_NETS)
     scratch_patch_size: int = 80          # the paper does not say which patch size trained the scratch nets
     transfer_patch_size: int = 80         # nor which fed transfer learning
-    scratch_epochs: int = 40
+    scratch_epochs: int = 40              # paper, "Methods Overview": 40 epochs
     transfer_epochs: int = 40
-    batch_size: int = 32                  # not given in the paper
-    scratch_lr: float = 0.0001
+    step_epochs: int = 5                  # Table 2: lr reduced 50% (solver gamma) after each 5 epochs
+    batch_size: int | None = None         # None: train_val.prototxt's batch_size (the paper gives none)
+    scratch_lr: float | None = None       # None: solver.prototxt's base_lr (Table 2: 0.0001)
     scratch_lr_sweep: tuple = (0.0001, 0.0005, 0.00002)
-    transfer_base_lr: float = 0.0001
+    transfer_base_lr: float | None = None  # None: the transfer solver's base_lr
     transfer_last_lr: float = 0.001
     transfer_lr_sweep: tuple = (0.001, 0.005, 0.0002)
     feature_patch_sizes: tuple = (80, 120)
@@ -83,20 +91,24 @@ class Preset:
     max_train_patches_per_patient: int | None = None
     max_score_patches_per_patient: int | None = None
     synth: dict = field(default_factory=lambda: {"n_patients": 270, "seed": 0})  # synthetic cohort, no --data
+    why: dict = field(default_factory=dict)  # setting -> why this preset departs from the paper / the net files
 
     def differences(self) -> list[str]:
         """How this preset departs from the paper's protocol (printed in the report)."""
         paper = PRESETS["paper"]
         out = []
         for k, v in asdict(self).items():
-            if k in ("name", "synth"):
+            if k in ("name", "synth", "why"):
                 continue
             pv = getattr(paper, k)
             if v != pv:
-                out.append(f"{k}: {v!r} (paper preset: {pv!r})")
+                reason = f": {self.why[k]}" if k in self.why else ""
+                was = "the net files' value" if pv is None else repr(pv)
+                out.append(f"{k}: {v!r} (paper preset: {was}){reason}")
         return out
 
 
+_SMOKE_WHY = "the smoke preset finishes in minutes on 2 CPU cores; it checks the pipeline, not the paper's numbers"
 PRESETS = {
     "paper": Preset("paper"),
     "smoke": Preset(
@@ -104,8 +116,79 @@ PRESETS = {
         max_iters_per_epoch={224: 1, 80: 2, 64: 2}, max_train_auc_patients=4,
         max_train_patches_per_patient=2, max_score_patches_per_patient=1,
         synth={"n_patients": 33, "seed": 0},
+        why={k: _SMOKE_WHY for k in ("n_repeats", "scratch_epochs", "transfer_epochs", "batch_size",
+                                     "max_iters_per_epoch", "max_train_auc_patients",
+                                     "max_train_patches_per_patient", "max_score_patches_per_patient")},
     ),
 }
+
+
+def solver_param(folder: str, name: str):
+    """A field of ``prototxt/<folder>/solver.prototxt`` (the one place base_lr, gamma, momentum, weight decay are
+    stated)."""
+
+    return getattr(_solver(folder), name)
+
+
+_SOLVERS: dict = {}
+
+
+def _solver(folder: str):
+    import models
+
+    path = nets_dir() / folder / "solver.prototxt"
+    key = (str(path), path.stat().st_mtime_ns if path.exists() else 0)
+    if key not in _SOLVERS:
+        if not path.exists():
+            raise ConfigError(f"{path}: missing (the experiments need the prototxt/ solvers)")
+        _SOLVERS[key] = models.read_solver_text(path)
+    return _SOLVERS[key]
+
+
+def scratch_lr(p: "Preset", network: str) -> float:
+    return p.scratch_lr if p.scratch_lr is not None else float(
+        solver_param(SCRATCH_NETS[p.scratch_variant][network], "base_lr"))
+
+
+def transfer_base_lr(p: "Preset", network: str) -> float:
+    return p.transfer_base_lr if p.transfer_base_lr is not None else float(
+        solver_param(IMAGENET_NETS[network][0], "base_lr"))
+
+
+def batch_size(p: "Preset", spec) -> int:
+    if p.batch_size is not None:
+        return p.batch_size
+    from replicate.experiments.training import data_transform
+
+    return int(data_transform(spec.train_val)["batch_size"])
+
+
+def overrides(p: "Preset") -> list[str]:
+    """Where the preset overrides a value the net files state, and why (printed in the report)."""
+    from replicate.experiments.training import data_transform
+
+    out = []
+    folders = sorted({SCRATCH_NETS[p.scratch_variant][n] for n in SCRATCH_NETS[p.scratch_variant]}
+                     | {IMAGENET_NETS[n][0] for n in IMAGENET_NETS})
+    for folder in folders:
+        tv = nets_dir() / folder / "train_val.prototxt"
+        b = int(data_transform(tv)["batch_size"]) if tv.exists() else None
+        if p.batch_size is not None and b is not None and p.batch_size != b:
+            out.append(f"{folder}: batch_size {p.batch_size} instead of train_val.prototxt's {b} "
+                       f"({p.why.get('batch_size', 'preset setting')})")
+        sp = _solver(folder)
+        out.append(f"{folder}: solver stepsize/max_iter recomputed per fold as {p.step_epochs} and "
+                   f"{p.scratch_epochs if folder not in {v[0] for v in IMAGENET_NETS.values()} else p.transfer_epochs}"
+                   f" epochs of that fold's iterations (the file's {sp.stepsize}/{sp.max_iter} assume the paper's "
+                   "training-set size and batch 32)")
+    if p.scratch_lr is not None:
+        out.append(f"scratch base_lr {p.scratch_lr} instead of the solvers' ({p.why.get('scratch_lr', 'preset')})")
+    if p.transfer_base_lr is not None:
+        out.append(f"transfer base_lr {p.transfer_base_lr} instead of the solvers' "
+                   f"({p.why.get('transfer_base_lr', 'preset')})")
+    out.append("Figure 2 sweep cells use the sweep's lr instead of the solver's base_lr (scratch) or the new layers' "
+               "lr_mult x base_lr (transfer): that is what the sweep varies")
+    return out
 
 
 def get_preset(name: str) -> Preset:
@@ -143,7 +226,7 @@ class Cell:
 
 def cells(p: Preset) -> dict[str, list[Cell]]:
     """Every cell of every table; cells shared between tables (same id) are computed once."""
-    t3 = [Cell("table3", "scratch", n, lr=p.scratch_lr, patch_size=p.scratch_patch_size)
+    t3 = [Cell("table3", "scratch", n, lr=scratch_lr(p, n), patch_size=p.scratch_patch_size)
           for n in SCRATCH_NETS[p.scratch_variant]]
     s3 = [Cell("sweep_scratch", "scratch", "VGGNet_R", lr=lr, patch_size=p.scratch_patch_size)
           for lr in p.scratch_lr_sweep]
@@ -152,9 +235,9 @@ def cells(p: Preset) -> dict[str, list[Cell]]:
     s4 = [Cell("sweep_transfer", "transfer", "GoogleNet", lr=lr, patch_size=p.transfer_patch_size)
           for lr in p.transfer_lr_sweep]
     t5 = [Cell("table5", "features", n, patch_size=s, kernel=k, blob=DEFAULT_FEATURE_BLOB[n])
-          for n, s, k in TABLE5_ROWS]
+          for n, s, k in FEATURE_SETTINGS]
     t6 = [Cell("table6", "features", "GoogleNet", patch_size=p.table6_patch_size, kernel=p.table6_kernel, blob=b)
-          for b in TABLE6_BLOBS]
+          for b in LAYER_BLOBS]
     return {"table3": t3, "sweep_scratch": s3, "table4": t4, "sweep_transfer": s4, "table5": t5, "table6": t6}
 
 
@@ -173,7 +256,7 @@ def scratch_spec(network: str, variant: str = "table2"):
     """Table 3 net: train_val (TRAIN), deploy (TEST), solver; input transform from the TRAIN data layer."""
     if variant not in SCRATCH_NETS:
         raise ConfigError(f"scratch net variant {variant!r}: expected one of {sorted(SCRATCH_NETS)}")
-    return _spec(network, PROTOTXT / SCRATCH_NETS[variant][network], train=True, weights=None, resize=None,
+    return _spec(network, nets_dir() / SCRATCH_NETS[variant][network], train=True, weights=None, resize=None,
                  new_layers=())
 
 
@@ -187,8 +270,8 @@ def imagenet_spec(network: str, weights_dir: Path | None, transfer: bool):
         if not w.exists():
             raise ConfigError(f"--weights-dir {weights_dir}: {fname} not found (python -m models fetch-weights DIR)")
     if transfer:
-        return _spec(network, PROTOTXT / tfolder, train=True, weights=w, resize=256, new_layers=new)
-    return _spec(network, PROTOTXT / ffolder, train=False, weights=w, resize=None, new_layers=())
+        return _spec(network, nets_dir() / tfolder, train=True, weights=w, resize=256, new_layers=new)
+    return _spec(network, nets_dir() / ffolder, train=False, weights=w, resize=None, new_layers=())
 
 
 def _spec(network, folder: Path, train: bool, weights, resize, new_layers):
@@ -302,20 +385,29 @@ class Runner:
                                            self.p.max_score_patches_per_patient)
         return self._rows[size]
 
+    #: The modules whose code computes a unit (a fold of a cell): their source is hashed into every unit key.
+    UNIT_CODE = ("replicate.experiments", "replicate.cohort.preprocess", "models")
+
+    def preset_hash(self) -> str:
+        """SHA1 of every setting of the preset (all fields except ``why``, which is prose)."""
+        import json
+
+        d = {k: v for k, v in asdict(self.p).items() if k != "why"}
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+    def code_hash(self) -> str:
+        """Package version + SHA1 of the source of :attr:`UNIT_CODE` (checkout or wheel)."""
+        from replicate.experiments.runstate import package_version, source_hash
+
+        return f"{package_version()}+{source_hash(self.UNIT_CODE)}"
+
     def unit_key(self, cell: Cell, repeat: int, fold: int) -> str:
-        """Everything a fold's result depends on; a changed setting never reuses a stale result."""
-        s = self.p
-        if cell.approach == "scratch":
-            how = (f"nets={s.scratch_variant}|ep={s.epochs_by_input or s.scratch_epochs}|bs={s.batch_size}|"
-                   f"it={s.max_iters_per_epoch}")
-        elif cell.approach == "transfer":
-            how = (f"w={self.weights_dir}|ep={s.epochs_by_input or s.transfer_epochs}|bs={s.batch_size}|"
-                   f"it={s.max_iters_per_epoch}|base={s.transfer_base_lr}")
-        else:
-            how = f"w={self.weights_dir or RANDOM_INIT}"
-        rows = f"cap={s.max_train_patches_per_patient},{s.max_score_patches_per_patient},{s.max_train_auc_patients}"
-        return (f"{cell.id}|repeat={repeat}|fold={fold}|seed={s.seed}|store={self.store(cell.patch_size).key}|"
-                f"{how}|{rows}|device={self.device.type}")
+        """Everything a fold's result depends on: the cell, repeat and fold, the patch store's configuration key,
+        the weights, the device, a hash of the whole preset and the code version (package version + a hash of
+        the modules that compute the unit). Any changed setting or code recomputes the unit on resume."""
+        w = self.weights_dir if cell.approach != "scratch" and self.weights_dir is not None else RANDOM_INIT
+        return (f"{cell.id}|repeat={repeat}|fold={fold}|store={self.store(cell.patch_size).key}|w={w}|"
+                f"device={self.device.type}|preset={self.preset_hash()}|code={self.code_hash()}")
 
     # -- one cell ---------------------------------------------------------------------------------
     def run_cell(self, cell: Cell, bar=None) -> list[FoldResult]:
@@ -360,13 +452,13 @@ class Runner:
         if cell.approach == "scratch":
             spec = scratch_spec(cell.network, self.p.scratch_variant)
             st = TrainSettings(epochs=self.p.epochs_by_input.get(spec.input_size, self.p.scratch_epochs),
-                               batch_size=self.p.batch_size, base_lr=cell.lr,
+                               batch_size=batch_size(self.p, spec), base_lr=cell.lr, step_epochs=self.p.step_epochs,
                                max_iters_per_epoch=self.p.max_iters_per_epoch.get(spec.input_size))
         else:
             spec = imagenet_spec(cell.network, self.weights_dir, transfer=True)
             st = TrainSettings(epochs=self.p.epochs_by_input.get(spec.input_size, self.p.transfer_epochs),
-                               batch_size=self.p.batch_size,
-                               base_lr=self.p.transfer_base_lr, last_lr=cell.lr,
+                               batch_size=batch_size(self.p, spec), step_epochs=self.p.step_epochs,
+                               base_lr=transfer_base_lr(self.p, cell.network), last_lr=cell.lr,
                                max_iters_per_epoch=self.p.max_iters_per_epoch.get(spec.input_size))
         return train_fold(spec, store, fold, data, st, seed, self.device)
 
@@ -442,3 +534,10 @@ def summaries(p: Preset, results: dict[str, list[FoldResult]]) -> dict[str, dict
     for cid, rs in results.items():
         out[cid] = summarise(rs, n_folds=p.n_folds, n_boot=p.n_boot, seed=p.seed).to_json()
     return out
+
+
+def __getattr__(name: str):
+    """``PROTOTXT``: the nets folder (models.resources.nets_dir(): the checkout's prototxt/ or the wheel's)."""
+    if name == "PROTOTXT":
+        return nets_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,30 +32,28 @@ def _paper():
 
 # --------------------------------------------------------------------------------------------- tables
 def side_by_side(preset, cell_lists: dict, summ: dict, flags: dict) -> dict[str, pd.DataFrame]:
-    """Tables 3-6 and the sweeps: the paper's rows with our numbers beside them."""
+    """Tables 3-6 and the sweeps: the paper's rows with our numbers beside them, joined on each table's key
+    columns (``compare.paper.TABLE_KEYS``, read from the cells' own attributes), never by row order. A paper row
+    the grid has no cell for gets NaN numbers (``pytest compare/ --run`` reports it); a cell the paper has no
+    row for is left out of the table (it stays in results/summary.json)."""
     paper = _paper()
     out = {}
-    for name in ("table3", "table4", "table5", "table6"):
-        pt = paper.load(name).copy()
-        cs = cell_lists[name]
-        if len(cs) != len(pt):
-            raise ValueError(f"{name}: {len(cs)} cells for {len(pt)} paper rows")
+    lists = {n: cell_lists[n] for n in ("table3", "table4", "table5", "table6")}
+    lists["lr_sweeps"] = cell_lists["sweep_scratch"] + cell_lists["sweep_transfer"]
+    for name, cs in lists.items():
+        by_key = {paper.key_of(name, {k: getattr(c, k) for k in paper.TABLE_KEYS[name]}): c for c in cs}
         rows = []
-        for (_, prow), cell in zip(pt.iterrows(), cs):
-            s = summ.get(cell.id)
-            rows.append(_row(prow, cell, s, flags.get(cell.id, "")))
+        for _, prow in paper.table(name).iterrows():
+            cell = by_key.get(paper.key_of(name, prow))
+            s = summ.get(cell.id) if cell is not None else None
+            rows.append(_row(prow, cell, s, flags.get(cell.id, "") if cell is not None else ""))
         out[name] = pd.DataFrame(rows)
-    sw = paper.load("lr_sweeps")
-    rows = []
-    for (_, prow), cell in zip(sw.iterrows(), cell_lists["sweep_scratch"] + cell_lists["sweep_transfer"]):
-        rows.append(_row(prow, cell, summ.get(cell.id), flags.get(cell.id, "")))
-    out["lr_sweeps"] = pd.DataFrame(rows)
     return out
 
 
 def _row(prow, cell, s, note) -> dict:
     d = {k: prow[k] for k in prow.index if k not in ("train_auc", "test_auc", "ci_low", "ci_high")}
-    d["cell"] = cell.id
+    d["cell"] = cell.id if cell is not None else "(no cell in this run's grid)"
     d["paper_train_auc"] = prow.get("train_auc", np.nan)
     d["paper_test_auc"] = prow["test_auc"]
     d["paper_ci_low"] = prow.get("ci_low", np.nan)
@@ -274,6 +272,10 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
         L.append(f"- {d}")
     for d in p.get("fixed_choices", []):
         L.append(f"- {d}")
+    if p.get("overrides"):
+        L += ["", "### Where the preset overrides a value of the net files (solver.prototxt, train_val.prototxt)", ""]
+        for d in p["overrides"]:
+            L.append(f"- {d}")
     L += ["", "### Compute time per cell (seconds, summed over the folds, whichever invocation computed them)", ""]
     for k, v in sorted(p.get("timings", {}).items(), key=lambda kv: -kv[1]):
         L.append(f"- {k}: {v:.1f}")

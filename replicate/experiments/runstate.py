@@ -10,53 +10,56 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
-import numpy as np
+from models import atomic
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# The one atomic-write helper (models/atomic.py), under the names this module has always exported.
+atomic_write_bytes = atomic.write_bytes
+atomic_write_text = atomic.write_text
+atomic_write_json = atomic.write_json
+atomic_save_npy = atomic.save_npy
+
+
+def package_version() -> str:
+    """The installed distribution's version, or pyproject.toml's in a checkout that is not installed."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        from importlib.metadata import version
+
+        return version("radiogenomics-replica")
+    except Exception:  # PackageNotFoundError, or metadata unreadable
+        root = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        if root.exists():
+            m = re.search(r'^version\s*=\s*"([^"]+)"', root.read_text(encoding="utf-8"), re.M)
+            if m:
+                return m.group(1)
+        return "unknown"
 
 
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+_SOURCE_HASHES: dict = {}
 
 
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n")
+def source_hash(modules) -> str:
+    """SHA1 (12 hex digits) of the source of ``modules`` (dotted names; a package means all its .py files, read
+    from wherever they were imported: checkout or wheel). The code part of a resume key."""
+    import importlib.util
 
-
-def atomic_save_npy(path, array: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array))
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    key = tuple(modules)
+    if key in _SOURCE_HASHES:
+        return _SOURCE_HASHES[key]
+    h = hashlib.sha1()
+    for name in key:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            h.update(f"{name}:missing".encode())
+            continue
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for f in files:
+            h.update(str(f.relative_to(origin.parent)).encode() + b"\0" + f.read_bytes())
+    _SOURCE_HASHES[key] = h.hexdigest()[:12]
+    return _SOURCE_HASHES[key]
 
 
 def slug(text: str) -> str:

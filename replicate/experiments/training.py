@@ -60,12 +60,16 @@ class NetSpec:
 
 @dataclass
 class TrainSettings:
-    epochs: int = 40
-    batch_size: int = 32
-    base_lr: float = 0.0001
+    """How one fold trains. Every value comes from the preset (replicate.experiments.grid.Preset: epochs, the
+    step schedule in epochs) or the net's files (solver.prototxt: base_lr, gamma, momentum, weight decay;
+    train_val.prototxt: batch_size); nothing here restates a paper number."""
+
+    epochs: int
+    batch_size: int
+    base_lr: float
     last_lr: float | None = None          # transfer only: lr of the replaced last layer
-    step_epochs: int = 5                  # Table 2: "reduced 50% after each 5 epochs"
-    gamma: float = 0.5
+    step_epochs: int | None = None        # lr * gamma every this many epochs; None: no step within the run
+    gamma: float | None = None            # None: the solver file's gamma
     max_iters_per_epoch: int | None = None  # smoke only: cap on iterations per epoch
     eval_batch: int = 64
 
@@ -222,9 +226,10 @@ def make_solver(spec: NetSpec, module, settings: TrainSettings, iters_per_epoch:
         sp = pb.SolverParameter(momentum=0.9, weight_decay=0.0005)
     sp.base_lr = settings.base_lr
     sp.lr_policy = "step"
-    sp.gamma = settings.gamma
-    sp.stepsize = max(1, settings.step_epochs * iters_per_epoch)
+    if settings.gamma is not None:
+        sp.gamma = settings.gamma
     sp.max_iter = settings.epochs * iters_per_epoch
+    sp.stepsize = max(1, (settings.step_epochs * iters_per_epoch) if settings.step_epochs else sp.max_iter)
     return models.CaffeSGD(module.param_groups(), sp, module)
 
 
