@@ -20,6 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 2) when --weights leaves a learnable layer without weights or has layers the "
+                        "net lacks (default: a warning naming them)")
 
 
 def main(args) -> int:
@@ -31,10 +34,12 @@ def main(args) -> int:
     net = load_net(args.prototxt, phase=args.phase)
     module = to_torch(net, seed=args.seed)
     if args.weights:
-        report = load_caffemodel(module, args.weights)
-        if report["missing"]:
-            print(f"note: no weights in {args.weights} for layers {report['missing']}; they keep their fillers",
-                  file=sys.stderr)
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_caffemodel(module, args.weights, strict=args.strict)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
     else:
         print(f"note: no --weights; parameters are Caffe's fillers with seed {args.seed}", file=sys.stderr)
     model = to_onnx(module, args.onnx, expose_blobs=args.expose_blobs, opset=args.opset)

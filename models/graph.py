@@ -95,6 +95,22 @@ class Net:
             produced += [t for t in l.tops if t not in produced]
         return [b for b in produced if b not in consumed]
 
+    def computable_blobs(self, given) -> list:
+        """Every blob (production order) whose final value can be computed from the inputs named in ``given``:
+        what ``--blobs all`` means when a data layer's label top is not supplied."""
+        have = set(given) & set(self.inputs)
+        out = [b for b in self.inputs if b in have]
+        for l in self.layers:
+            if all(b in have for b in l.bottoms):
+                have.update(l.tops)
+                out += [t for t in l.tops if t not in out]
+            else:  # a top rewritten by a layer that cannot run is not computable any more
+                for t in l.tops:
+                    have.discard(t)
+                    if t in out:
+                        out.remove(t)
+        return out
+
     @property
     def blobs(self) -> list:
         """Every blob name in production order (inputs first), each once."""

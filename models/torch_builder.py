@@ -248,8 +248,8 @@ class CaffeModule(nn.Module):
             raise InputError(f"net '{self.net.name}' has no input {extra}; its inputs are {names}")
         if blobs is None:
             wanted = tuple(self.net.outputs)
-        elif isinstance(blobs, str) and blobs == "all":
-            wanted = tuple(self.net.blobs)
+        elif isinstance(blobs, str) and blobs == "all":  # every blob computable from the inputs given
+            wanted = tuple(self.net.computable_blobs([n for n in names if n in inputs]))
         else:
             wanted = tuple([blobs] if isinstance(blobs, str) else blobs)
             unknown = [b for b in wanted if b not in self.final_version and b not in self.version_names]

@@ -99,9 +99,32 @@ class ArgMaxConverter(Converter):
         g.node("Reshape", [out, g.const_i64(f"{name}/shape", shape)], tops[:1], name)
 
 
+class _MVNFunction(torch.autograd.Function):
+    """MVN with normalize_variance, forward and Caffe's own backward (mvn_layer.cpp Backward_cpu):
+    ``dx = (dy - mean(dy) - y * mean(y * dy)) / (sqrt(var) + eps)``. That is the exact gradient only for
+    eps = 0 (the exact one has ``sqrt(var) * (sqrt(var) + eps)`` where Caffe has ``(sqrt(var) + eps)^2``);
+    Caffe's is reproduced."""
+
+    @staticmethod
+    def forward(ctx, x, dims, eps):
+        c = x - x.mean(dims, keepdim=True)
+        d = (c * c).mean(dims, keepdim=True).sqrt() + eps
+        y = c / d
+        ctx.save_for_backward(y, d)
+        ctx.dims = dims
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, d = ctx.saved_tensors
+        dims = ctx.dims
+        gx = g - g.mean(dims, keepdim=True) - y * (y * g).mean(dims, keepdim=True)
+        return gx / d, None, None
+
+
 class CaffeMVN(CaffeLayerModule):
     """mvn_layer.cpp: ``y = x - mean``; with normalize_variance ``y = (x - mean) / (sqrt(mean((x - mean)^2))
-    + eps)``; statistics over axes 2.. (or 1.. across channels)."""
+    + eps)`` (Caffe's backward, :class:`_MVNFunction`); statistics over axes 2.. (or 1.. across channels)."""
 
     def __init__(self, name, spec):
         super().__init__(name)
@@ -109,11 +132,9 @@ class CaffeMVN(CaffeLayerModule):
 
     def forward(self, x):
         dims = list(range(1 if self.spec.across_channels else 2, x.dim()))
-        c = x - x.mean(dims, keepdim=True)
         if not self.spec.normalize_variance:
-            return [c]
-        std = (c * c).mean(dims, keepdim=True).sqrt()
-        return [c / (std + self.spec.eps)]
+            return [x - x.mean(dims, keepdim=True)]
+        return [_MVNFunction.apply(x, dims, self.spec.eps)]
 
 
 @register("MVN")
