@@ -284,9 +284,7 @@ def neuron(layer, bottoms):
         pp = layer.power_param
         spec = NeuronSpec(power=_f32(pp.power), scale=_f32(pp.scale), shift=_f32(pp.shift))
     elif t == "Dropout":
-        r = layer.dropout_param.dropout_ratio
-        if not 0.0 <= r < 1.0:  # dropout_layer.cpp: DCHECK(threshold_ > 0.); DCHECK(threshold_ < 1.)
-            raise _fail(layer, bottoms, f"dropout_param: dropout_ratio {r} must be in [0, 1)")
+        r = layer.dropout_param.dropout_ratio  # dropout_layer.cpp only DCHECKs 0 < ratio < 1 (debug builds)
         spec = NeuronSpec(ratio=_f32(r))
     elif t == "Threshold":
         spec = NeuronSpec(threshold=_f32(layer.threshold_param.threshold))
@@ -422,8 +420,9 @@ def slice_(layer, bottoms):
         if len(points) != n - 1:
             raise _fail(layer, bottoms, f"{len(points)} slice points for {n} tops (expected {n - 1})")
         bounds = [0] + points + [b[axis]]
-        if any(x >= y for x, y in zip(bounds, bounds[1:])):
-            raise _fail(layer, bottoms, f"slice points {points} must increase within (0, {b[axis]})")
+        # slice_layer.cpp: CHECK_GT(slice_point, prev); the last top gets size - last point (0 is a valid blob)
+        if any(x >= y for x, y in zip(bounds, bounds[1:-1])) or points[-1] > b[axis]:
+            raise _fail(layer, bottoms, f"slice points {points} must increase within (0, {b[axis]}]")
         sizes = [y - x for x, y in zip(bounds, bounds[1:])]
     else:
         if b[axis] % n:
@@ -456,9 +455,10 @@ def eltwise(layer, bottoms):
         raise _fail(layer, bottoms, "Eltwise needs at least two bottoms")
     if any(tuple(b) != tuple(bottoms[0]) for b in bottoms):
         raise _fail(layer, bottoms, "all bottoms must have the same shape")
-    if len(p.coeff) and (op != "SUM" or len(p.coeff) != len(bottoms)):
-        raise _fail(layer, bottoms, "eltwise_param: Eltwise layer only takes coefficients for summation, one per "
-                                    "bottom")
+    if len(p.coeff) and len(p.coeff) != len(bottoms):
+        raise _fail(layer, bottoms, "eltwise_param: Eltwise Layer takes one coefficient per bottom blob.")
+    if len(p.coeff) and op == "PROD":
+        raise _fail(layer, bottoms, "eltwise_param: Eltwise layer only takes coefficients for summation.")
     coeff = tuple(_f32(c) for c in p.coeff) or (1.0,) * len(bottoms)
     return [tuple(bottoms[0])], [], EltwiseSpec(op, coeff)
 
@@ -524,8 +524,9 @@ def flatten(layer, bottoms):
     p = layer.flatten_param
     a = canonical_axis(layer, bottoms, p.axis, len(b))
     e = canonical_axis(layer, bottoms, p.end_axis, len(b))
-    if e < a:
-        raise _fail(layer, bottoms, f"end_axis {p.end_axis} is before axis {p.axis}")
+    if e + 1 < a:  # Blob::count(a, e + 1): CHECK_LE(start, end); end_axis = axis - 1 inserts an axis of 1
+        raise _fail(layer, bottoms, f"end_axis {p.end_axis} is more than one axis before axis {p.axis} "
+                                    "(Blob::count CHECK_LE(start_axis, end_axis))")
     return [tuple(b[:a]) + (math.prod(b[a:e + 1]),) + tuple(b[e + 1:])], [], FlattenSpec(a, e)
 
 

@@ -68,8 +68,8 @@ class FlattenConverter(Converter):
     """flatten_layer.cpp: merge axes ``axis..end_axis`` (defaults 1 and -1)."""
 
     def build(self, layer, phase):
-        start, end = _flatten_axes(layer)
-        return Fn(layer.name, lambda x: [x.flatten(start, end)])
+        start, end = _flatten_axes(layer)  # end = start - 1 inserts an axis of 1 (flatten_layer.cpp)
+        return Fn(layer.name, lambda x: [x.reshape(tuple(x.shape[:start]) + (-1,) + tuple(x.shape[end + 1:]))])
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         start, end = _flatten_axes(layer)
