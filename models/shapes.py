@@ -216,7 +216,7 @@ def pool_edge_windows(layer, bottom) -> list[str]:
     Real Caffe outputs -FLT_MAX (MAX) or NaN (AVE) there (notes: caffe-semantics.md, Pooling).
     """
     k, s, pad = pool_geometry(layer, bottom)
-    top = pooling(layer, [bottom])[0][0]
+    top = pooling(layer, [bottom])[0][0]  # (layer: a LayerParameter; shape inference's own reading)
     warnings = []
     for axis, size, kk, ss, pp, out in zip("HW", bottom[2:], k, s, pad, top[2:]):
         start = (out - 1) * ss - pp
