@@ -26,23 +26,24 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    import warnings
+
     from models.graph import load_net
-    from models.onnx_export import to_onnx
-    from models.torch_builder import to_torch
-    from models.weights import load_caffemodel
+    from models.onnx_export import net_params, to_onnx
+    from models.weights import caffemodel_params
 
     net = load_net(args.prototxt, phase=args.phase)
-    module = to_torch(net, seed=args.seed)
+    params = net_params(net, seed=args.seed)  # Caffe's fillers; no torch module is built
     if args.weights:
-        import warnings
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            load_caffemodel(module, args.weights, strict=args.strict)
+            loaded, _ = caffemodel_params(net, args.weights, strict=args.strict)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
+        params.update(loaded)
     else:
         print(f"note: no --weights; parameters are Caffe's fillers with seed {args.seed}", file=sys.stderr)
-    model = to_onnx(module, args.onnx, expose_blobs=args.expose_blobs, opset=args.opset)
+    model = to_onnx(net, args.onnx, expose_blobs=args.expose_blobs, opset=args.opset, params=params)
     g = model.graph
     print(f"wrote {args.onnx}: opset {args.opset}, {len(g.node)} nodes, {len(g.input)} inputs, "
           f"{len(g.output)} outputs")

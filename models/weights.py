@@ -39,23 +39,31 @@ def load_caffemodel(module, path, strict: bool = False) -> dict:
     them (:func:`mismatch_message`). ``strict``: raise :class:`WeightsError` instead (a learnable net layer with
     no weights, or a caffemodel layer with blobs that matches nothing). Shape mismatches always raise.
     """
-    model = read_caffemodel(path)
-    params = params_for_net(module.net, model)
+    params, report = caffemodel_params(module.net, path, strict=strict, stacklevel=3)
     targets = module.caffe_params()
     with torch.no_grad():
         for name, arrays in params.items():
             for p, arr in zip(targets[name], arrays):
                 p.copy_(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(p.shape))
-    net_layers = {l.name for l in module.net.layers}
+    return report
+
+
+def caffemodel_params(net, path, strict: bool = False, stacklevel: int = 2) -> tuple[dict, dict]:
+    """``({layer: [np arrays]}, report)``: the caffemodel's blobs that fit ``net`` (shapes checked, legacy shapes
+    reshaped), without building a torch module (what ``models convert`` hands to the ONNX export). The report and
+    the warning / ``strict`` failure are those of :func:`load_caffemodel`."""
+    model = read_caffemodel(path)
+    params = params_for_net(net, model)
+    net_layers = {l.name for l in net.layers}
     report = {"loaded": list(params),
-              "missing": [n for n in targets if n not in params],
+              "missing": [l.name for l in net.layers if l.param_shapes and l.name not in params],
               "ignored": [n for n, _, b in model.layers if b and n not in net_layers]}
     msg = mismatch_message(report, path)
     if msg and strict:
         raise WeightsError(msg)
     if msg:
-        warnings.warn(msg, stacklevel=2)
-    return report
+        warnings.warn(msg, stacklevel=stacklevel)
+    return params, report
 
 
 def module_params(module) -> dict:

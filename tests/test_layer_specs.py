@@ -186,3 +186,25 @@ def test_no_warning_when_everything_matches(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         models.load_caffemodel(models.to_torch(models.load_net(WEIGHTS_NET)), tmp_path / "same.caffemodel")
+
+
+def test_convert_and_run_cli_warn_or_fail_strict_on_weights_of_another_net(tmp_path):
+    import subprocess
+    import sys
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(WEIGHTS_NET)
+    other = WEIGHTS_NET.replace('name: "fc"', 'name: "fc_renamed"').replace('top: "fc"', 'top: "fc_renamed"')
+    w = tmp_path / "other.caffemodel"
+    models.save_caffemodel(models.to_torch(models.load_net(other), seed=3), w)
+    np.save(tmp_path / "x.npy", np.ones((1, 3, 4, 4), np.float32))
+    cmds = {"convert": ["convert", str(proto), "--weights", str(w), "--onnx", str(tmp_path / "n.onnx")],
+            "run": ["run", str(proto), "--weights", str(w), "--input", str(tmp_path / "x.npy"), "--out",
+                    str(tmp_path / "o.npz")]}
+    for name, cmd in cmds.items():
+        ok = subprocess.run([sys.executable, "-m", "models", *cmd], capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+        warns = [l for l in ok.stderr.splitlines() if l.startswith("warning:")]
+        assert len(warns) == 1 and "['fc']" in warns[0] and "['fc_renamed']" in warns[0], (name, ok.stderr)
+        strict = subprocess.run([sys.executable, "-m", "models", *cmd, "--strict"], capture_output=True, text=True)
+        assert strict.returncode == 2 and len(strict.stderr.strip().splitlines()) == 1, (name, strict.stderr)
+        assert "fc_renamed" in strict.stderr
