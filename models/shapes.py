@@ -120,11 +120,11 @@ def convolution(layer, bottoms):
             extent = dd * (kk - 1) + 1
             if spec.transposed:
                 o = ss * (size - 1) + extent - 2 * pp
-            else:
-                if size + 2 * pp < extent:
-                    raise _fail(layer, bottoms, f"kernel extent {extent} exceeds the padded input "
-                                                f"{size + 2 * pp}")
+            else:  # C++ division: a kernel up to `stride - 1` pixels past the padded input still gives 1 output
                 o = _ctrunc(size + 2 * pp - extent, ss) + 1
+                if o < 1:
+                    raise _fail(layer, bottoms, f"kernel extent {extent} exceeds the padded input "
+                                                f"{size + 2 * pp} (output size {o})")
             if o < 1:
                 raise _fail(layer, bottoms, f"output size {o} along a spatial axis (Blob::Reshape needs "
                                             "non-negative dims; this converter needs positive ones)")

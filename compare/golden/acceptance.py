@@ -44,7 +44,7 @@ def variants() -> list[tuple[str, str]]:
     conv_alts = {
         "kernel": ["kernel_size: 3 kernel_size: 2", "kernel_h: 3 kernel_w: 2", "kernel_h: 3", "kernel_w: 2",
                    "kernel_size: 3 kernel_h: 3 kernel_w: 3", "", "kernel_size: 3 kernel_size: 2 kernel_size: 1",
-                   "kernel_size: 0", "kernel_size: 11"],
+                   "kernel_size: 0", "kernel_size: 11", "kernel_size: 11 stride: 3", "kernel_size: 12 stride: 3"],
         "stride": ["stride: 2", "stride: 2 stride: 1", "stride_h: 2 stride_w: 3", "stride_h: 2", "stride_w: 2",
                    "stride: 2 stride_h: 2", "stride: 0", "stride: 1 stride: 1 stride: 1"],
         "pad": ["pad: 1", "pad: 1 pad: 2", "pad_h: 1", "pad_w: 2", "pad_h: 1 pad_w: 2", "pad: 1 pad_h: 1",

@@ -35,7 +35,20 @@ class CaffeConv2d(CaffeLayerModule):
         b = self.blobs[1] if s.bias_term else None
         if s.transposed:
             return [F.conv_transpose2d(x, self.blobs[0], b, s.stride, s.pad, 0, s.group, s.dilation) for x in xs]
-        return [F.conv2d(x, self.blobs[0], b, s.stride, s.pad, s.dilation, s.group) for x in xs]
+        out = []
+        for x in xs:
+            short = overhang(s, x.shape[-2], x.shape[-1])
+            if any(short):  # Caffe's im2col reads zeros there
+                x = F.pad(x, (0, short[1], 0, short[0]))
+            out.append(F.conv2d(x, self.blobs[0], b, s.stride, s.pad, s.dilation, s.group))
+        return out
+
+
+def overhang(spec, h: int, w: int) -> tuple:
+    """Rows/columns by which the kernel extent exceeds the padded input (Caffe still gives one output there when
+    the excess is below the stride; torch and ONNX need the zeros spelled out)."""
+    return tuple(max(0, d * (k - 1) + 1 - (n + 2 * p))
+                 for n, k, p, d in zip((h, w), spec.kernel, spec.pad, spec.dilation))
 
 
 class _ConvConverter(Converter):
@@ -49,8 +62,9 @@ class _ConvConverter(Converter):
         op = "ConvTranspose" if s.transposed else "Conv"
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             inputs = [bottom, w] + ([bias] if bias else [])
+            short = (0, 0) if s.transposed else overhang(s, *layer.bottom_shapes[i][2:4])
             g.node(op, inputs, [top], layer.name if i == 0 else f"{layer.name}/{i}", kernel_shape=list(s.kernel),
-                   strides=list(s.stride), pads=[s.pad[0], s.pad[1], s.pad[0], s.pad[1]],
+                   strides=list(s.stride), pads=[s.pad[0], s.pad[1], s.pad[0] + short[0], s.pad[1] + short[1]],
                    dilations=list(s.dilation), group=s.group)
 
 
