@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import NetDefinitionError, ShapeError, UnknownLayerError
 from .prototxt_io import read_net_text
 from .schema import pb
-from .shapes import SHAPE_FUNCTIONS, check_blob_shape
+from .shapes import SHAPE_FUNCTIONS, check_blob_counts, check_blob_shape
 from .upgrade import upgrade_net
 
 #: Layers that produce data from outside the net: parsed, never executed; their tops become net inputs.
@@ -280,6 +280,7 @@ def load_net(source, phase: str = "TEST", batch: int | None = None, input_shapes
                     f"input produces (phase {phase})")
         layer.bottom_shapes = [shapes[b] for b in layer.bottoms]
         try:
+            check_blob_counts(layer.proto)
             tops, params, spec = fn(layer.proto, layer.bottom_shapes)
         except ShapeError as e:
             raise ShapeError(f"{where}{e}") from None

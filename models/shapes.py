@@ -691,6 +691,34 @@ def _copy(msg):
 
 INT_MAX = 2 ** 31 - 1
 
+_ONE = (1, 1, 1, 1)
+#: Layer::CheckBlobCounts: (min bottoms, max bottoms, min tops, max tops) from each layer's header
+#: (ExactNum*/Min*/Max*Blobs); None = no limit. Convolution also needs as many tops as bottoms.
+BLOB_COUNTS = {
+    **{t: _ONE for t in ("ReLU", "Sigmoid", "TanH", "AbsVal", "Power", "Dropout", "BNLL", "ELU", "Threshold", "Exp",
+                         "Log", "PReLU", "SPP", "InnerProduct", "Embed", "LRN", "Softmax", "MVN", "BatchNorm",
+                         "Flatten", "Reshape", "Tile", "ArgMax", "Reduction")},
+    "Convolution": (1, None, 1, None), "Deconvolution": (1, None, 1, None), "Pooling": (1, 1, 1, 2),
+    "Concat": (1, None, 1, 1), "Eltwise": (2, None, 1, 1), "Slice": (1, 1, 1, None), "Split": (1, 1, 1, None),
+    "Silence": (1, None, 0, 0), "Crop": (2, 2, 1, 1), "Scale": (1, 2, 1, 1), "Bias": (1, 2, 1, 1),
+    "SoftmaxWithLoss": (2, 2, 1, 2), "EuclideanLoss": (2, 2, 1, 1), "Accuracy": (2, 2, 1, 2),
+}
+
+
+def check_blob_counts(layer) -> None:
+    """layer.hpp CheckBlobCounts for a LayerParameter; raises ShapeError naming the layer and the counts."""
+    lo_b, hi_b, lo_t, hi_t = BLOB_COUNTS.get(layer.type, (0, None, 0, None))
+    nb, nt = len(layer.bottom), len(layer.top)
+
+    def rng(lo, hi):
+        return f"exactly {lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+    if nb < lo_b or (hi_b is not None and nb > hi_b):
+        raise ShapeError(f"layer '{layer.name}' ({layer.type}) takes {rng(lo_b, hi_b)} bottom blob(s), got {nb}")
+    if nt < lo_t or (hi_t is not None and nt > hi_t):
+        raise ShapeError(f"layer '{layer.name}' ({layer.type}) produces {rng(lo_t, hi_t)} top blob(s), got {nt}")
+    if layer.type in ("Convolution", "Deconvolution") and nb != nt:
+        raise ShapeError(f"layer '{layer.name}' ({layer.type}) needs as many tops as bottoms ({nb} vs {nt})")
+
 
 def check_blob_shape(shape, what: str) -> None:
     """blob.cpp Blob::Reshape: CHECK_GE(shape[i], 0); CHECK_LE(shape[i], INT_MAX / count_) ("blob size exceeds

@@ -139,6 +139,19 @@ def variants() -> list[tuple[str, str]]:
         add(f"{t}-0", _layer(t, p, f, tops=() if t == "Silence" else ("out",)))
     add("AbsVal-inplace", _layer("AbsVal", "", "", tops=("data",)))
     add("BatchNorm-0", _layer("BatchNorm", "batch_norm_param", "eps: 0.001"))
+    # blob counts (layer.hpp CheckBlobCounts)
+    add("Count-ReLU-2-bottoms", _layer("ReLU", "", "", bottoms=("data", "data")))
+    add("Count-Eltwise-1-bottom", _layer("Eltwise", "", ""))
+    add("Count-Crop-1-bottom", _layer("Crop", "", ""))
+    add("Count-Pooling-MAX-2-tops", _layer("Pooling", "pooling_param", "kernel_size: 2", tops=("p", "mask")))
+    add("Count-Pooling-AVE-2-tops", _layer("Pooling", "pooling_param", "pool: AVE kernel_size: 2",
+                                           tops=("p", "mask")))
+    add("Count-Concat-2-tops", _layer("Concat", "", "", bottoms=("data", "data"), tops=("a", "b")))
+    add("Count-Conv-2-bottoms-1-top", _layer("Convolution", "convolution_param", "num_output: 2 kernel_size: 1",
+                                             bottoms=("data", "data")))
+    add("Count-Conv-2-bottoms-2-tops", _layer("Convolution", "convolution_param", "num_output: 2 kernel_size: 1",
+                                              bottoms=("data", "data"), tops=("a", "b")))
+    add("Count-Scale-3-bottoms", _layer("Scale", "", "", bottoms=("data", "data", "data")))
     # blob rules (blob.cpp Blob::Reshape)
     add("Input-zero-dim", _layer("ReLU", "", ""), shapes=((0, 4, 9, 8),))
     add("Input-negative-dim", _layer("ReLU", "", ""), shapes=((2, -3, 9, 8),))
