@@ -10,6 +10,7 @@ Deconvolution (Caffe's backward of convolution): weights ``(C_in, C_out / group,
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from models.layers.registry import CaffeLayerModule, Converter, register
@@ -40,8 +41,23 @@ class CaffeConv2d(CaffeLayerModule):
             short = overhang(s, x.shape[-2], x.shape[-1])
             if any(short):  # Caffe's im2col reads zeros there
                 x = F.pad(x, (0, short[1], 0, short[0]))
-            out.append(F.conv2d(x, self.blobs[0], b, s.stride, s.pad, s.dilation, s.group))
+            if _native_fallback(x, self.blobs[0], s):
+                out.append(torch.ops.aten.mkldnn_convolution(x, self.blobs[0], b, list(s.pad), list(s.stride),
+                                                             list(s.dilation), s.group))
+            else:
+                out.append(F.conv2d(x, self.blobs[0], b, s.stride, s.pad, s.dilation, s.group))
         return out
+
+
+def _native_fallback(x, w, spec) -> bool:
+    """True where ATen's CPU dispatch (ConvParams::use_mkldnn) would send an inference convolution to its slow
+    reference kernel: float32, batch 1, kernel at most 3 x 3, no groups, fewer than 20,481 input elements
+    (GoogLeNet's 3 x 3 convolutions on 14 x 14 and 7 x 7 maps). The same convolution then runs in oneDNN, as all
+    the others do."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] == 1
+            and spec.group == 1 and x.numel() <= 20480 and min(spec.kernel) > 1 and max(spec.kernel) <= 3
+            and torch.backends.mkldnn.is_available() and not (torch.is_grad_enabled() and
+                                                             (x.requires_grad or w.requires_grad)))
 
 
 def overhang(spec, h: int, w: int) -> tuple:
