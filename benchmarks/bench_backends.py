@@ -1,8 +1,9 @@
 """Side-by-side throughput of one Caffe deploy net (default: BVLC GoogLeNet) in every backend we can reach, in one
 run: our torch path (NCHW and channels_last), our ONNX export in onnxruntime, OpenCV dnn 4.x (its Caffe importer;
 OpenCV 5 removed it) and real Caffe (pycaffe) when importable. Median images/s over interleaved rounds (each round
-times every backend once, so machine-load drift hits all of them alike), printed with ratios to OpenCV and to
-Caffe. A benchmark, not a test: nothing passes or fails.
+times every backend once, each in a fresh process, so machine-load drift hits all of them alike and no library's
+idle thread pool competes with another), printed with ratios to OpenCV and to Caffe. A benchmark, not a test:
+nothing passes or fails.
 
     python benchmarks/bench_backends.py [--net PROTOTXT] [--batches 1,16] [--threads 2] [--rounds 3] [--seconds 4]
     PYTHONPATH=/path/to/opencv4 python ...     # an opencv-python-headless<5 installed with pip --target
@@ -39,37 +40,44 @@ def timed(fn, batch: int, seconds: float) -> float:
             return n * batch / dt
 
 
-def backends(net_path: str, weights: str, batch: int, threads: int):
-    """``[(label, callable)]`` for every reachable backend at ``batch``."""
-    import onnxruntime as ort
-    import torch
+BACKENDS = ("torch_nchw", "torch_cl", "onnxruntime", "opencv", "caffe")
+LABELS = {"torch_nchw": "ours torch (NCHW)", "torch_cl": "ours torch (channels_last)",
+          "onnxruntime": "ours onnxruntime", "opencv": "OpenCV dnn", "caffe": "real Caffe (CPU)"}
 
+
+def make_runner(kind: str, net_path: str, weights: str, batch: int, threads: int):
+    """A callable running one forward pass of ``kind`` at ``batch`` (raises ImportError when unreachable)."""
     import models
-    from models.onnx_export import build_onnx
-    torch.set_num_threads(threads)
     net = models.load_net(net_path, batch=batch)
     name = next(iter(net.inputs))
     x = np.random.default_rng(0).standard_normal((batch,) + tuple(net.inputs[name][1:])).astype(np.float32)
-    module = models.to_torch(net).eval()
-    models.load_caffemodel(module, weights)
-    xt = torch.from_numpy(x)
-    out = []
+    if kind.startswith("torch"):
+        import torch
+        torch.set_num_threads(threads)
+        fmt = "contiguous" if kind == "torch_nchw" else "channels_last"
+        module = models.to_torch(net, memory_format=fmt).eval()
+        models.load_caffemodel(module, weights)
+        xt = torch.from_numpy(x)
+        if fmt == "channels_last":
+            xt = xt.contiguous(memory_format=torch.channels_last)
 
-    def run_torch(m, inp):
-        with torch.inference_mode():
-            m(inp)
-    out.append(("ours torch (NCHW)", lambda: run_torch(module, xt)))
-    cl = models.to_torch(net).eval()
-    models.load_caffemodel(cl, weights)
-    cl = cl.to(memory_format=torch.channels_last)
-    xcl = xt.contiguous(memory_format=torch.channels_last)
-    out.append(("ours torch (channels_last)", lambda: run_torch(cl, xcl)))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(build_onnx(module).SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out.append(("ours onnxruntime", lambda: sess.run(None, {name: x})))
-    try:
+        def run():
+            with torch.inference_mode():
+                module(xt)
+        return run
+    if kind == "onnxruntime":
+        import onnxruntime as ort
+
+        from models.onnx_export import build_onnx
+        from models.weights import caffemodel_params
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        params, _ = caffemodel_params(net, weights)
+        sess = ort.InferenceSession(build_onnx(net, params=params).SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        return lambda: sess.run(None, {name: x})
+    if kind == "opencv":
         import cv2
         if int(cv2.__version__.split(".")[0]) >= 5:
             raise ImportError(f"OpenCV {cv2.__version__} has no Caffe importer (need opencv-python-headless<5)")
@@ -80,21 +88,47 @@ def backends(net_path: str, weights: str, batch: int, threads: int):
         def run_cv():
             cvnet.setInput(x)
             cvnet.forward()
-        out.append((f"OpenCV dnn {cv2.__version__}", run_cv))
-    except ImportError as e:
-        print(f"note: no OpenCV dnn row ({e})")
+        return run_cv
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    caffe.set_mode_cpu()
+    cnet = caffe.Net(net_path, weights, caffe.TEST)
+    cnet.blobs[name].reshape(*x.shape)
+    cnet.reshape()
+    cnet.blobs[name].data[...] = x
+    return lambda: cnet.forward()
+
+
+def worker(args) -> int:
+    """One backend, one batch, one timing, in a process of its own (another library's spinning thread pool,
+    e.g. OpenBLAS after Caffe, never steals the cores from the one being timed)."""
     try:
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        import caffe
-        caffe.set_mode_cpu()
-        cnet = caffe.Net(net_path, weights, caffe.TEST)
-        cnet.blobs[name].reshape(*x.shape)
-        cnet.reshape()
-        cnet.blobs[name].data[...] = x
-        out.append(("real Caffe (CPU)", lambda: cnet.forward()))
-    except ImportError:
-        print("note: no real Caffe row (pycaffe not importable)")
-    return out
+        run = make_runner(args.worker, args.net, args.weights, args.batch, args.threads)
+    except ImportError as e:
+        print(f"UNAVAILABLE {e}")
+        return 0
+    version = ""
+    if args.worker == "opencv":
+        import cv2
+        version = cv2.__version__
+    print(f"RESULT {timed(run, args.batch, args.seconds)} {version}")
+    return 0
+
+
+def measure(kind: str, args, weights: str, batch: int):
+    import subprocess
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    cmd = [sys.executable, __file__, "--worker", kind, "--net", args.net, "--weights", weights, "--batch",
+           str(batch), "--threads", str(args.threads), "--seconds", str(args.seconds)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT"):
+            parts = line.split()
+            return float(parts[1]), (parts[2] if len(parts) > 2 else "")
+        if line.startswith("UNAVAILABLE"):
+            return None, line[len("UNAVAILABLE "):]
+    return None, (p.stderr.strip().splitlines() or ["failed"])[-1]
 
 
 def main(argv=None) -> int:
@@ -104,28 +138,38 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0, help="per backend per round")
+    ap.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
+    ap.add_argument("--weights", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.worker:
+        return worker(args)
 
     import models
-    print(f"net {args.net}; {args.threads} threads; median of {args.rounds} interleaved rounds; "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(f"net {args.net}; {args.threads} threads; median of {args.rounds} interleaved rounds, each backend in "
+          f"its own process; load average {os.getloadavg()[0]:.1f} at start")
+    table = []
     with tempfile.TemporaryDirectory() as td:
         weights = os.path.join(td, "w.caffemodel")
         models.save_caffemodel(models.to_torch(models.load_net(args.net, batch=1), seed=0), weights)
-        table = []
         for batch in [int(b) for b in args.batches.split(",")]:
-            runs = backends(args.net, weights, batch, args.threads)
-            ips = {label: [] for label, _ in runs}
+            ips = {k: [] for k in BACKENDS}
+            labels = dict(LABELS)
             for _ in range(args.rounds):
-                for label, fn in runs:
-                    ips[label].append(timed(fn, batch, args.seconds))
-            med = {k: statistics.median(v) for k, v in ips.items()}
-            cv = next((v for k, v in med.items() if k.startswith("OpenCV")), None)
-            caffe = med.get("real Caffe (CPU)")
-            for label, v in med.items():
-                table.append((batch, label, v, v / cv if cv else None, v / caffe if caffe else None,
-                              min(ips[label]), max(ips[label])))
+                for kind in BACKENDS:
+                    v, note = measure(kind, args, weights, batch)
+                    if v is None:
+                        labels[kind] = None
+                        print(f"note: no {LABELS[kind]} row at batch {batch} ({note})")
+                        continue
+                    ips[kind].append(v)
+                    if kind == "opencv" and note:
+                        labels[kind] = f"OpenCV dnn {note}"
+            med = {k: statistics.median(v) for k, v in ips.items() if v and labels[k]}
+            cv, caffe = med.get("opencv"), med.get("caffe")
+            for k, v in med.items():
+                table.append((batch, labels[k], v, v / cv if cv else None, v / caffe if caffe else None,
+                              min(ips[k]), max(ips[k])))
     print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
     print(f"{'batch':>5}  {'backend':<30} {'img/s (median)':>14} {'range':>13}  {'x OpenCV':>8}  {'x Caffe':>7}")
     for batch, label, v, rcv, rcaffe, lo, hi in table:
