@@ -14,8 +14,8 @@ import numpy as np
 from .errors import ShapeError
 from .specs import (ArgMaxSpec, AxisSpec, BatchNormSpec, ConvSpec, CropSpec, EltwiseSpec, EmbedSpec, EmptySpec,
                     ExpLogSpec, FlattenSpec, InnerProductSpec, LossSpec, LRNSpec, MVNSpec, NeuronSpec, PoolSpec,
-                    PReLUSpec, ReductionSpec, ReshapeSpec, ScaleBiasSpec, SliceSpec, SPPSpec, TileSpec,
-                    pool_output_size)
+                    PReLUSpec, ReductionSpec, ReshapeSpec, ScaleBiasSpec, SliceSpec, SPPSpec, TileSpec)
+from .specs import pool_output_size  # noqa: F401  (re-exported: models.shapes.pool_output_size)
 
 Shape = tuple
 SHAPE_FUNCTIONS: dict[str, Callable] = {}
@@ -57,7 +57,7 @@ def _conv_pair(layer, bottoms, p, what, h_field, w_field, default, zero_ok):
         val = (int(getattr(p, h_field)), int(getattr(p, w_field)))
     elif not repeated:
         if default is None:
-            raise _fail(layer, bottoms, f"convolution_param: kernel_size must be specified once, or once per "
+            raise _fail(layer, bottoms, "convolution_param: kernel_size must be specified once, or once per "
                                         "spatial dimension (kernel_size specified 0 times; 2 spatial dims) "
                                         "(base_conv_layer.cpp)")
         val = (default, default)
