@@ -8,6 +8,14 @@ nothing passes or fails.
     python benchmarks/bench_backends.py [--net PROTOTXT] [--batches 1,16] [--threads 2] [--rounds 3] [--seconds 4]
     PYTHONPATH=/path/to/opencv4 python ...     # an opencv-python-headless<5 installed with pip --target
 
+Recorded 2026-11-30 (2 shared cores, other jobs running: load average 1.5 -> 10.8 during the run, so the
+ranges are wide and torch, whose OpenMP threads spin-wait, suffers most), images/s batch 1 / batch 16:
+real Caffe 7.1 / 6.2; OpenCV dnn 4.14 11.0 / 8.6; ours onnxruntime 7.3 / 6.7; ours torch NCHW 1.4 / 2.4,
+channels_last 2.2 / 4.5. An earlier run at load ~3 gave Caffe 12.2 / 16.1, OpenCV 19.2 / 35.9, onnxruntime
+11.3 / 33.2, torch channels_last 3.9 / 32.1; in-process at a quiet moment the torch path ran 15.9 img/s (NCHW) and
+23.1 img/s (channels_last, the default since this benchmark) at batch 1. Repeat on a quiet machine before
+drawing conclusions.
+
 All backends get the same seeded weights (written once as a .caffemodel by ``models.save_caffemodel``, which
 OpenCV and Caffe read) and the same input. The issue's goals: torch path >= OpenCV at batch 1 and 16; onnxruntime
 >= 1.5x OpenCV.
