@@ -136,13 +136,17 @@ def net_params(net, seed: int = 0) -> dict:
 
     from models.fillers import init_layer
     gen = torch.Generator().manual_seed(seed)
-    out = {}
+    out, shared = {}, {}
     for layer in net.layers:
         if not layer.param_shapes:
             continue
         blobs = [torch.zeros(tuple(s), dtype=torch.float32) for s in layer.param_shapes]
         init_layer(layer, blobs, gen)
-        out[layer.name] = [b.numpy() for b in blobs]
+        arrays = [b.numpy() for b in blobs]
+        for i, ps in enumerate(layer.proto.param[:len(arrays)]):  # ParamSpec name: one blob (net.cpp AppendParam)
+            if ps.name:
+                arrays[i] = shared.setdefault(ps.name, arrays[i])
+        out[layer.name] = arrays
     return out
 
 

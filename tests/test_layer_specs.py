@@ -208,3 +208,18 @@ def test_convert_and_run_cli_warn_or_fail_strict_on_weights_of_another_net(tmp_p
         strict = subprocess.run([sys.executable, "-m", "models", *cmd, "--strict"], capture_output=True, text=True)
         assert strict.returncode == 2 and len(strict.stderr.strip().splitlines()) == 1, (name, strict.stderr)
         assert "fc_renamed" in strict.stderr
+
+
+def test_net_params_equal_to_torch_fillers_and_share_named_params():
+    from models.onnx_export import net_params
+    text = ('input: "data" input_shape { dim: 1 dim: 4 }\n'
+            'layer { name: "a" type: "InnerProduct" bottom: "data" top: "a" param { name: "w" } '
+            'inner_product_param { num_output: 4 weight_filler { type: "gaussian" } } }\n'
+            'layer { name: "b" type: "InnerProduct" bottom: "a" top: "b" param { name: "w" } '
+            'inner_product_param { num_output: 4 weight_filler { type: "gaussian" } } }\n')
+    net = models.load_net(text)
+    p, m = net_params(net, seed=5), models.to_torch(net, seed=5)
+    for name, blobs in m.caffe_params().items():
+        for a, b in zip(p[name], blobs):
+            np.testing.assert_array_equal(a, b.detach().numpy())
+    assert p["a"][0] is p["b"][0]
