@@ -351,3 +351,35 @@ def test_fixture_regeneration_is_deterministic(tmp_path):
     sys.path.insert(0, str(script.parent))
     from compare.golden.make_golden import compare_dirs
     assert compare_dirs(tmp_path / "a", tmp_path / "b") == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# acceptance: ours accepts exactly what real Caffe accepts, with the same shapes
+def test_acceptance_matches_real_caffe():
+    """compare/golden/acceptance.py: ~230 variants of every parameter message (present, absent, both forms,
+    conflicting forms, out of range) and of the blob rules. Each is built in real Caffe in a forked child (a
+    CHECK abort costs one fork) and by ``models.load_net``; the verdicts (accept/refuse) and, when accepted,
+    every blob shape must agree. Known fork departures from upstream (``FORK_DIFFERENCES``) must still be
+    departures, with ours on upstream's side."""
+    from compare.golden import acceptance as A
+    items = A.variants()
+    caffe_v = A.caffe_verdicts(items)
+    problems, accepted = [], 0
+    for vid, text in items:
+        c, o = caffe_v[vid], A.our_verdict(text)
+        if vid in A.FORK_DIFFERENCES:
+            if not c["ok"] or o["ok"]:
+                problems.append(f"{vid}: listed as a fork difference, but Caffe ok={c['ok']}, ours ok={o['ok']}")
+            continue
+        if c["ok"] != o["ok"]:
+            problems.append(f"{vid}: Caffe {'accepts' if c['ok'] else 'refuses (' + c['error'][-120:] + ')'}, "
+                            f"ours {'accepts' if o['ok'] else 'refuses (' + o['error'][-160:] + ')'}")
+            continue
+        if c["ok"]:
+            accepted += 1
+            diff = {b: (s, o["shapes"].get(b)) for b, s in c["shapes"].items()
+                    if b in o["shapes"] and list(o["shapes"][b]) != list(s)}
+            if diff:
+                problems.append(f"{vid}: shapes differ (caffe, ours): {diff}")
+    assert not problems, "\n".join(problems)
+    assert 50 < accepted < len(items) - 50  # both verdicts are exercised

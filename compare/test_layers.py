@@ -137,7 +137,7 @@ def test_forward_blobs_match_caffe(name, backend):
 
 def _inplace_names(fx, net) -> list[str]:
     """``BLOB@LAYER`` for each ``inplace/<layer>`` array: the value an in-place-rewritten blob had after LAYER."""
-    tops = {l.name: l.tops[0] for l in net.layers}
+    tops = {l.name: l.tops[0] for l in net.layers if l.tops}
     return [f"{tops[k[len('inplace/'):]]}@{k[len('inplace/'):]}" for k in fx.keys("inplace/")]
 
 
@@ -173,7 +173,7 @@ def test_backward_diffs_match_caffe(name):
         objective = term if objective is None else objective + term
     for blob, recipe in fx.prov.get("top_diffs", {}).items():
         top = seeded.seeded_array(recipe.split("'")[1], tuple(out[blob].shape), 1.0)
-        term = (out[blob] * torch.from_numpy(top)).sum()
+        term = (out[blob] * torch.from_numpy(np.asarray(top, np.float32))).sum()
         objective = term if objective is None else objective + term
     if objective is not None:
         objective.backward()

@@ -7,10 +7,13 @@ Conventions (dgschwend/netscope ``src/analyzer.coffee``; ``../shared/notes/caffe
   them); the dgschwend/netscope analyzer.coffee we read leaves them out, so the paper's tool counted them.
 - InnerProduct: ``MACC = inputs * outputs``; params include the bias.
 - LRN: ``MACC = output elements * local_size``; 2 "params" (alpha, beta) per layer, as Netscope shows them.
-- Scale and Eltwise PROD: one MACC per output element. BatchNorm: 2 * C params (Netscope), no MACC.
+- Scale, PReLU and Eltwise PROD: one MACC per output element. BatchNorm: 2 * C params (Netscope), no MACC.
+- Deconvolution: ``MACC = kh * kw * H_in * W_in * C_in * C_out / group`` (every input pixel scatters one kernel).
+- Embed: a table look-up, no MACC; params ``input_dim * num_output (+ num_output)``.
 - Pooling, ReLU, Dropout, Softmax, Concat, losses: comparisons/additions, not MACC.
 
-Shapes come from Caffe's own shape inference (``models.shapes``), not from Netscope's approximations.
+Shapes come from Caffe's own shape inference (``models.shapes``), not from Netscope's approximations; the values
+each layer type needs come from its spec (``layer.spec``, :mod:`models.specs`), never from the prototxt again.
 """
 from __future__ import annotations
 
@@ -47,18 +50,21 @@ def layer_cost(layer, count_lrn: bool = True) -> tuple[int, int]:
     t = layer.type
     params = sum(math.prod(s) for s in layer.param_shapes)
     macc = 0
+    spec = layer.spec
     if t == "Convolution":
         w = layer.param_shapes[0]  # (C_out, C_in / group, kh, kw)
-        top = layer.top_shapes[0]
-        macc = math.prod(w) * top[2] * top[3] * top[0]
+        macc = sum(math.prod(w) * top[2] * top[3] * top[0] for top in layer.top_shapes)
+    elif t == "Deconvolution":  # each input pixel scatters a kh x kw x C_out/group patch (Netscope: same count)
+        w = layer.param_shapes[0]  # (C_in, C_out / group, kh, kw)
+        macc = sum(math.prod(w) * b[2] * b[3] * b[0] for b in layer.bottom_shapes)
     elif t == "InnerProduct":
         w = layer.param_shapes[0]
         outer = math.prod(layer.top_shapes[0][:-1])
         macc = math.prod(w) * outer
     elif t == "LRN":
         params = 2 if count_lrn else 0
-        macc = math.prod(layer.top_shapes[0]) * layer.proto.lrn_param.local_size if count_lrn else 0
-    elif t == "Scale" or (t == "Eltwise" and layer.proto.eltwise_param.operation == 0):
+        macc = math.prod(layer.top_shapes[0]) * spec.size if count_lrn else 0
+    elif t in ("Scale", "PReLU") or (t == "Eltwise" and spec.op == "PROD"):
         macc = math.prod(layer.top_shapes[0])
     elif t == "BatchNorm":
         params = 2 * layer.param_shapes[0][0]

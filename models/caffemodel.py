@@ -162,18 +162,40 @@ def read_caffemodel(path) -> CaffeModel:
         raise CaffemodelFormatError(f"{path}: empty file, not a caffemodel")
     with open(path, "rb") as f:
         buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    head = bytes(buf[:64]).lstrip()
-    if head[:1].isalpha() and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
-        buf.close()
-        raise CaffemodelFormatError(f"{path}: this is a text file (a prototxt?), not a binary caffemodel")
+    # Recognised by parsing it as a binary NetParameter (never by guessing from its first bytes: a valid
+    # caffemodel may well start with printable bytes). Only when that fails is the file tried as text.
     try:
         return _read(buf, path)
     except CaffemodelFormatError as e:
         msg = str(e)
+        kind = _text_kind(buf)
+        if kind:
+            raise CaffemodelFormatError(f"{path}: this is a text file ({kind}), not a binary caffemodel; pass the "
+                                        ".caffemodel that Caffe's Net.save() or a solver snapshot wrote") from None
         raise CaffemodelFormatError(
             msg if msg.startswith(path) else f"{path}: not a valid binary caffemodel: {msg}") from None
     finally:
         buf.close()
+
+
+def _text_kind(buf) -> str | None:
+    """After the binary parse failed: "a text prototxt" when the bytes are a text-format NetParameter, "a
+    prototxt?" for other UTF-8 text without NUL bytes, else None."""
+    from google.protobuf import text_format
+    if len(buf) > 64 << 20:
+        return None
+    data = bytes(buf[:])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):  # control bytes: binary protobuf framing
+        return None
+    try:
+        text_format.Parse(text, pb.NetParameter(), allow_unknown_field=True)
+    except Exception:  # noqa: BLE001 - not a complete text NetParameter
+        return "a prototxt?"
+    return "a text prototxt: a NetParameter in text format"
 
 
 def _read(buf, path) -> CaffeModel:
@@ -322,7 +344,11 @@ def check_params(net, params: dict) -> None:
 
 
 def _legacy_equivalent(got: tuple, want: tuple) -> bool:
-    """A legacy 4-D blob (1, 1, N, K) matches (N, K) when the trailing dims agree (Caffe's ShapeEquals)."""
+    """A legacy 4-D blob (1, 1, N, K) matches (N, K) when the trailing dims agree (Caffe's ShapeEquals); a 0-axis
+    blob (PReLU channel_shared, Scale num_axes 0) is written by Blob::ToProto with no shape at all, read here as
+    (1,)."""
+    if tuple(want) == () and got == (1,):
+        return True
     if len(got) == 4 and len(want) < 4:
         return got[4 - len(want):] == tuple(want) and all(d == 1 for d in got[:4 - len(want)])
     return False

@@ -24,13 +24,17 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 2) when --weights leaves a learnable layer without weights or has layers the "
+                        "net lacks (default: a warning naming them)")
 
 
 def main(args) -> int:
+    import warnings
+
     from models.graph import load_net
-    from models.onnx_export import to_onnx
-    from models.torch_builder import to_torch
-    from models.weights import load_caffemodel
+    from models.onnx_export import net_params, to_onnx
+    from models.weights import caffemodel_params
 
     import onnx
 
@@ -41,15 +45,17 @@ def main(args) -> int:
         raise InputError(f"--opset {args.opset}: the exporter writes opsets {MIN_OPSET}..{newest} "
                          f"(default {DEFAULT_OPSET})")
     net = load_net(args.prototxt, phase=args.phase)
-    module = to_torch(net, seed=args.seed)
+    params = net_params(net, seed=args.seed)  # Caffe's fillers; no torch module is built
     if args.weights:
-        report = load_caffemodel(module, args.weights)
-        if report["missing"]:
-            print(f"note: no weights in {args.weights} for layers {report['missing']}; they keep their fillers",
-                  file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded, _ = caffemodel_params(net, args.weights, strict=args.strict)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        params.update(loaded)
     else:
         print(f"note: no --weights; parameters are Caffe's fillers with seed {args.seed}", file=sys.stderr)
-    model = to_onnx(module, args.onnx, expose_blobs=args.expose_blobs, opset=args.opset)
+    model = to_onnx(net, args.onnx, expose_blobs=args.expose_blobs, opset=args.opset, params=params)
     g = model.graph
     print(f"wrote {args.onnx}: opset {args.opset}, {len(g.node)} nodes, {len(g.input)} inputs, "
           f"{len(g.output)} outputs")

@@ -28,13 +28,19 @@ class NetDefinitionError(CaffeError):
 
 
 class UnknownLayerError(NetDefinitionError):
-    """A layer type this project does not implement."""
+    """Layer types this project does not implement: one error naming every such layer of the net.
 
-    def __init__(self, layer: str, type_: str, supported):
-        self.layer, self.type = layer, type_
-        super().__init__(
-            f"layer '{layer}' has type '{type_}', which is not supported; supported types: "
-            + ", ".join(sorted(supported)))
+    ``UnknownLayerError(layer, type, supported)`` for one layer, or ``UnknownLayerError([(layer, type), ...],
+    None, supported)`` for several."""
+
+    def __init__(self, layer, type_, supported):
+        pairs = list(layer) if isinstance(layer, (list, tuple)) else [(layer, type_)]
+        self.layers = pairs
+        self.layer, self.type = pairs[0]
+        named = ", ".join(f"layer '{n}' has type '{t}'" for n, t in pairs)
+        head = f"{named}, which is not supported" if len(pairs) == 1 else \
+            f"{len(pairs)} layers have types that are not supported: {named}"
+        super().__init__(f"{head}; supported types: " + ", ".join(sorted(supported)))
 
 
 class ShapeError(NetDefinitionError):

@@ -90,8 +90,14 @@ def layer_fillers(layer) -> list:
     def opt(msg, field):
         return getattr(msg, field) if msg.HasField(field) else pb.FillerParameter()
 
-    if t == "Convolution":
+    if t in ("Convolution", "Deconvolution"):
         return [opt(p.convolution_param, "weight_filler"), opt(p.convolution_param, "bias_filler")]
+    if t == "Embed":
+        return [opt(p.embed_param, "weight_filler"), opt(p.embed_param, "bias_filler")]
+    if t == "PReLU":  # prelu_layer.cpp: the given filler, else constant 0.25
+        f = p.prelu_param.filler if p.prelu_param.HasField("filler") else \
+            pb.FillerParameter(type="constant", value=0.25)
+        return [f]
     if t == "InnerProduct":
         return [opt(p.inner_product_param, "weight_filler"), opt(p.inner_product_param, "bias_filler")]
     if t == "Scale":

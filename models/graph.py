@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import NetDefinitionError, ShapeError, UnknownLayerError
 from .prototxt_io import read_net_text
 from .schema import pb
-from .shapes import SHAPE_FUNCTIONS
+from .shapes import SHAPE_FUNCTIONS, check_blob_counts, check_blob_shape
 from .upgrade import upgrade_net
 
 #: Layers that produce data from outside the net: parsed, never executed; their tops become net inputs.
@@ -34,6 +34,8 @@ class Layer:
     bottom_shapes: list = field(default_factory=list)
     top_shapes: list = field(default_factory=list)
     param_shapes: list = field(default_factory=list)
+    #: the layer's parameters resolved once by shape inference (a frozen dataclass from :mod:`models.specs`)
+    spec: object = None
 
     @property
     def in_place(self) -> bool:
@@ -93,6 +95,22 @@ class Net:
             produced += [t for t in l.tops if t not in produced]
         return [b for b in produced if b not in consumed]
 
+    def computable_blobs(self, given) -> list:
+        """Every blob (production order) whose final value can be computed from the inputs named in ``given``:
+        what ``--blobs all`` means when a data layer's label top is not supplied."""
+        have = set(given) & set(self.inputs)
+        out = [b for b in self.inputs if b in have]
+        for l in self.layers:
+            if all(b in have for b in l.bottoms):
+                have.update(l.tops)
+                out += [t for t in l.tops if t not in out]
+            else:  # a top rewritten by a layer that cannot run is not computable any more
+                for t in l.tops:
+                    have.discard(t)
+                    if t in out:
+                        out.remove(t)
+        return out
+
     @property
     def blobs(self) -> list:
         """Every blob name in production order (inputs first), each once."""
@@ -100,6 +118,14 @@ class Net:
         for l in self.layers:
             names += [t for t in l.tops if t not in names]
         return names
+
+
+def supported_layer_types() -> list[str]:
+    """Every layer type a net may contain: the data layers, and the types with a converter in the registry
+    (:func:`models.layers.registry.supported_types`; tests/test_layer_specs.py checks that every registered type
+    has a shape function and vice versa)."""
+    from .layers.registry import supported_types
+    return sorted(set(supported_types()) | set(DATA_LAYER_TYPES))
 
 
 def state_meets_rule(phase: int, level: int, stages: set, rule) -> bool:
@@ -240,10 +266,13 @@ def load_net(source, phase: str = "TEST", batch: int | None = None, input_shapes
         inputs = OrderedDict((k, (batch,) + tuple(v[1:]) if len(v) else v) for k, v in inputs.items())
     shapes.update(inputs)
 
+    for name, s in inputs.items():
+        check_blob_shape(s, f"{where}input '{name}'")
+    unknown = [(l.name, l.type) for l in layers if l.type not in SHAPE_FUNCTIONS]
+    if unknown:
+        raise UnknownLayerError(unknown, None, supported_layer_types())
     for layer in layers:
-        fn = SHAPE_FUNCTIONS.get(layer.type)
-        if fn is None:
-            raise UnknownLayerError(layer.name, layer.type, set(SHAPE_FUNCTIONS) | set(DATA_LAYER_TYPES))
+        fn = SHAPE_FUNCTIONS[layer.type]
         for b in layer.bottoms:
             if b not in shapes:
                 raise NetDefinitionError(
@@ -251,7 +280,8 @@ def load_net(source, phase: str = "TEST", batch: int | None = None, input_shapes
                     f"input produces (phase {phase})")
         layer.bottom_shapes = [shapes[b] for b in layer.bottoms]
         try:
-            tops, params = fn(layer.proto, layer.bottom_shapes)
+            check_blob_counts(layer.proto)
+            tops, params, spec = fn(layer.proto, layer.bottom_shapes)
         except ShapeError as e:
             raise ShapeError(f"{where}{e}") from None
         if len(tops) != len(layer.tops):
@@ -259,7 +289,9 @@ def load_net(source, phase: str = "TEST", batch: int | None = None, input_shapes
                              f"this layer type produces {len(tops)} here")
         layer.top_shapes = [tuple(int(x) for x in t) for t in tops]
         layer.param_shapes = [tuple(int(x) for x in p) for p in params]
+        layer.spec = spec
         for t, s in zip(layer.tops, layer.top_shapes):
+            check_blob_shape(s, f"{where}layer '{layer.name}' ({layer.type}) top '{t}'")
             if t in layer.bottoms and tuple(shapes[t]) != s:
                 raise ShapeError(f"{where}layer '{layer.name}' computes '{t}' in place but changes its shape "
                                  f"from {shapes[t]} to {s}")

@@ -128,21 +128,67 @@ class OnnxGraph:
         return out
 
 
-def _params_of(source):
-    """(net, {layer: [np arrays]}) from a CaffeModule, or from a Net (filled by Caffe's fillers, seed 0)."""
-    from models.torch_builder import CaffeModule, to_torch
-    module = source if isinstance(source, CaffeModule) else to_torch(source, seed=0)
-    params = {name: [p.detach().cpu().float().numpy() for p in ps] for name, ps in module.caffe_params().items()}
-    return module.net, params
+def net_params(net, seed: int = 0) -> dict:
+    """``{layer: [np arrays]}``: the net's learnable blobs filled by Caffe's fillers (:mod:`models.fillers`),
+    drawn layer by layer from one generator seeded with ``seed`` (the same values ``to_torch(net, seed)`` gets),
+    without building a torch module."""
+    import torch
+
+    from models.fillers import init_layer
+    gen = torch.Generator().manual_seed(seed)
+    out, shared = {}, {}
+    for layer in net.layers:
+        if not layer.param_shapes:
+            continue
+        blobs = [torch.zeros(tuple(s), dtype=torch.float32) for s in layer.param_shapes]
+        init_layer(layer, blobs, gen)
+        arrays = [b.numpy() for b in blobs]
+        for i, ps in enumerate(layer.proto.param[:len(arrays)]):  # ParamSpec name: one blob (net.cpp AppendParam)
+            if ps.name:
+                arrays[i] = shared.setdefault(ps.name, arrays[i])
+        out[layer.name] = arrays
+    return out
 
 
-def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """The ONNX model of a :class:`models.Net` or :class:`models.CaffeModule` (its current weights).
+def _params_of(source, params=None):
+    """(net, {layer: [np arrays]}) from a CaffeModule (its current weights), or from a Net with ``params``
+    (``{layer: [arrays]}``, e.g. ``models.read_caffemodel(...).params()`` checked against the net) or, without
+    them, Caffe's fillers (seed 0)."""
+    from models.caffemodel import check_params
+    from models.torch_builder import CaffeModule
+    if isinstance(source, CaffeModule):
+        params = {name: [p.detach().cpu().float().numpy() for p in ps] for name, ps in source.caffe_params().items()}
+        return source.net, params
+    if params is None:
+        return source, net_params(source)
+    check_params(source, params)
+    return source, {k: [np.asarray(a, np.float32) for a in v] for k, v in params.items()}
+
+
+def _prune(nodes, inputs, initializers, outputs):
+    """Keep only the nodes, inputs and initializers that the graph outputs depend on (a data layer's label that
+    no requested blob reads is then not a required input)."""
+    need = {o.name for o in outputs}
+    kept = []
+    for n in reversed(nodes):
+        if any(o in need for o in n.output):
+            kept.append(n)
+            need.update(i for i in n.input if i)
+    kept.reverse()
+    return kept, [i for i in inputs if i.name in need], [t for t in initializers if t.name in need]
+
+
+def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET,
+               params: dict | None = None) -> onnx.ModelProto:
+    """The ONNX model of a :class:`models.Net` (weights: ``params`` ``{layer: [arrays]}``, else Caffe's fillers
+    with seed 0; no torch module is built) or of a :class:`models.CaffeModule` (its current weights).
 
     ``outputs``: blob names to expose (default: the net's outputs; ``BLOB@LAYER`` names an earlier value of a
-    blob rewritten in place); ``expose_blobs``: every blob.
+    blob rewritten in place); ``expose_blobs``: every blob. Only what the exposed blobs need is kept: an input
+    (e.g. a MemoryData label) that none of them reads is not a graph input. Node names are Caffe layer names
+    (helper nodes ``LAYER/what``); ``onnx.checker.check_model(full_check=True)`` has passed on the result.
     """
-    net, params = _params_of(source)
+    net, params = _params_of(source, params)
     g = OnnxGraph(opset)
     for name, shape in net.inputs.items():
         g.add_input(name, shape)
@@ -180,7 +226,10 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
     batch = next(iter(net.inputs.values()))[0] if net.inputs else None
 
     def out_info(value, blob):
-        shape = list(net.blob_shapes.get(blob, ()))
+        base = blob if blob in net.blob_shapes else blob.split("@")[0]  # BLOB@LAYER: an earlier value of BLOB
+        if base not in net.blob_shapes:
+            return helper.make_tensor_value_info(value, TensorProto.FLOAT, None)
+        shape = list(net.blob_shapes[base])
         if shape and shape[0] == batch:
             shape[0] = "N"
         return helper.make_tensor_value_info(value, TensorProto.FLOAT, shape)
@@ -194,22 +243,23 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
             graph_outputs.append(out_info(name, b))
         else:
             graph_outputs.append(out_info(b, b))
-    graph = helper.make_graph(g.nodes + extra_nodes, net.name or "caffe_net", g.inputs, graph_outputs,
-                              initializer=g.initializers)
+    nodes, inputs, inits = _prune(g.nodes + extra_nodes, g.inputs, g.initializers, graph_outputs)
+    graph = helper.make_graph(nodes, net.name or "caffe_net", inputs, graph_outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="radiogenomics-replica models", doc_string=f"Caffe net {net.name} "
                               f"({net.phase}) converted layer by layer")
     model.ir_version = min(model.ir_version, 9)
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model, full_check=True)
     return model
 
 
-def to_onnx(source, path=None, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET):
+def to_onnx(source, path=None, expose_blobs: bool = False, outputs=None, opset: int = DEFAULT_OPSET,
+            params: dict | None = None):
     """Export a :class:`models.Net` or :class:`models.CaffeModule` to ONNX; write ``path`` atomically if given.
 
     Returns the ``onnx.ModelProto`` (``onnx.checker`` has passed on it).
     """
-    model = build_onnx(source, expose_blobs=expose_blobs, outputs=outputs, opset=opset)
+    model = build_onnx(source, expose_blobs=expose_blobs, outputs=outputs, opset=opset, params=params)
     if path is not None:
         path = Path(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name + ".",

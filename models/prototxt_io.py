@@ -33,6 +33,8 @@ def read_text(source, message_cls, what: str = "prototxt"):
                 from None
     else:
         path, text = "<string>", str(source)
+    if message_cls is pb.NetParameter:
+        text = translate_fork_spellings(text, path)
     msg = message_cls()
     try:
         text_format.Parse(text, msg, allow_unknown_field=False)
@@ -44,6 +46,34 @@ def read_text(source, message_cls, what: str = "prototxt"):
     except (ValueError, pb_message.DecodeError) as e:  # e.g. an out-of-range value
         raise PrototxtSyntaxError(path, None, None, str(e)) from None
     return msg
+
+
+#: Spellings of widely used Caffe forks that differ from upstream BVLC in a known, documented way:
+#: (regex, replacement, what the warning says). brocolli-caffe / SSD-style forks declare PoolingParameter field 13
+#: as ``bool ceil_mode`` (default true) where upstream has ``enum RoundMode round_mode`` (CEIL = 0, FLOOR = 1);
+#: the pooling code behind both is the same (compare/golden/README.md).
+FORK_SPELLINGS = (
+    (re.compile(r"\bceil_mode\s*:\s*(true|false|True|False|1|0)\b"),
+     lambda m: "round_mode: " + ("CEIL" if m.group(1) in ("true", "True", "1") else "FLOOR"),
+     "pooling_param ceil_mode: {0} (a fork's spelling of field 13) read as upstream round_mode: {1}"),
+)
+
+
+def translate_fork_spellings(text: str, path: str = "<string>") -> str:
+    """Rewrite the fork spellings in :data:`FORK_SPELLINGS` to upstream syntax, with one warning per kind
+    (``UserWarning``) naming the file, line and translation. Anything else unknown stays a parse error."""
+    import warnings
+    for pattern, repl, what in FORK_SPELLINGS:
+        hits = list(pattern.finditer(text))
+        if not hits:
+            continue
+        first = hits[0]
+        line = text.count("\n", 0, first.start()) + 1
+        new = repl(first)
+        more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+        warnings.warn(f"{path}:{line}: " + what.format(first.group(1), new.split(": ")[1]) + more, stacklevel=3)
+        text = pattern.sub(repl, text)
+    return text
 
 
 def read_net_text(source) -> "pb.NetParameter":

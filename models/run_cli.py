@@ -11,6 +11,7 @@ A net whose input declares batch N accepts an input of any batch. Several inputs
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST")
     p.add_argument("--blobs", default=None, help="'all' or NAME,NAME (default: the net's outputs)")
     p.add_argument("--seed", type=int, default=0, help="filler seed when no --weights")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 2) when --weights leaves a learnable layer without weights or has layers the "
+                        "net lacks (default: a warning naming them)")
     p.add_argument("--out", required=True, help="output .npz")
 
 
@@ -51,7 +55,7 @@ def _read_inputs(specs, input_names) -> dict:
 
 
 def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu", blobs=None, phase="TEST",
-              seed=0, bf16=False, channels_last=False) -> dict:
+              seed=0, bf16=False, channels_last=False, strict=False) -> dict:
     """``{blob: np.ndarray}`` for the requested blobs (None: the net's outputs; "all"; or a list)."""
     import torch
 
@@ -67,8 +71,14 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
     net = load_net(prototxt, phase=phase, batch=batch) if batch and batch != net0.inputs[first][0] else net0
     module = to_torch(net, seed=seed)
     if weights:
-        load_caffemodel(module, weights)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_caffemodel(module, weights, strict=strict)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
     module.eval()
+    if blobs == "all":  # every blob computable from the inputs given
+        blobs = net.computable_blobs(list(arrays))
     if backend == "torch":
         if device == "cuda":
             if not torch.cuda.is_available():
@@ -104,7 +114,8 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
         module._check_input(name, torch.from_numpy(np.ascontiguousarray(a)))
     sess = inference_session(model, providers)
     del model
-    feeds = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in arrays.items()}
+    needed = {i.name for i in sess.get_inputs()}  # the graph keeps only the inputs the wanted blobs need
+    feeds = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in arrays.items() if n in needed}
     names = [o.name for o in sess.get_outputs()]
     res = sess.run(names, feeds)
     return {b: r for b, r in zip(wanted, res)}
@@ -129,7 +140,7 @@ def main(args) -> int:
     if not args.weights:
         print(f"note: no --weights; parameters are Caffe's fillers with seed {args.seed}", file=sys.stderr)
     out = run_blobs(args.prototxt, arrays, args.weights, args.backend, args.device, blobs, args.phase, args.seed,
-                    args.bf16, args.channels_last)
+                    args.bf16, args.channels_last, args.strict)
     save_npz(args.out, out)
     print(f"wrote {len(out)} blobs to {args.out} ({args.backend}, {args.device})")
     return 0

@@ -8,26 +8,62 @@ Caffe's ``ShapeEquals`` does.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+
+from models.errors import WeightsError
 
 from models.caffemodel import params_for_net, read_caffemodel, write_caffemodel
 
 
+def mismatch_message(report: dict, path) -> str | None:
+    """One line naming the net's learnable layers that got no weights from ``path`` and the caffemodel's layers
+    (with blobs) that matched no layer of the net; None when everything matched."""
+    parts = []
+    if report["missing"]:
+        parts.append(f"net layers with no weights in the file (they keep their fillers): {report['missing']}")
+    if report["ignored"]:
+        parts.append(f"caffemodel layers that match no net layer: {report['ignored']}")
+    if not parts:
+        return None
+    return f"{path}: " + "; ".join(parts)
+
+
 def load_caffemodel(module, path, strict: bool = False) -> dict:
     """Copy the blobs of the caffemodel at ``path`` into ``module``; return ``{"loaded": [...], "missing": [...],
-    "ignored": [...]}`` (layer names). ``strict``: every layer with parameters must be in the file."""
-    model = read_caffemodel(path)
-    params = params_for_net(module.net, model, strict=strict)
+    "ignored": [...]}`` (layer names).
+
+    As Caffe's ``CopyTrainedLayersFrom``, unmatched layers are not an error by default; a ``UserWarning`` names
+    them (:func:`mismatch_message`). ``strict``: raise :class:`WeightsError` instead (a learnable net layer with
+    no weights, or a caffemodel layer with blobs that matches nothing). Shape mismatches always raise.
+    """
+    params, report = caffemodel_params(module.net, path, strict=strict, stacklevel=3)
     targets = module.caffe_params()
     with torch.no_grad():
         for name, arrays in params.items():
             for p, arr in zip(targets[name], arrays):
                 p.copy_(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).reshape(p.shape))
-    net_layers = {l.name for l in module.net.layers}
-    return {"loaded": list(params),
-            "missing": [n for n in targets if n not in params],
-            "ignored": [n for n, _, b in model.layers if b and n not in net_layers]}
+    return report
+
+
+def caffemodel_params(net, path, strict: bool = False, stacklevel: int = 2) -> tuple[dict, dict]:
+    """``({layer: [np arrays]}, report)``: the caffemodel's blobs that fit ``net`` (shapes checked, legacy shapes
+    reshaped), without building a torch module (what ``models convert`` hands to the ONNX export). The report and
+    the warning / ``strict`` failure are those of :func:`load_caffemodel`."""
+    model = read_caffemodel(path)
+    params = params_for_net(net, model)
+    net_layers = {l.name for l in net.layers}
+    report = {"loaded": list(params),
+              "missing": [l.name for l in net.layers if l.param_shapes and l.name not in params],
+              "ignored": [n for n, _, b in model.layers if b and n not in net_layers]}
+    msg = mismatch_message(report, path)
+    if msg and strict:
+        raise WeightsError(msg)
+    if msg:
+        warnings.warn(msg, stacklevel=stacklevel)
+    return params, report
 
 
 def module_params(module) -> dict:

@@ -344,10 +344,19 @@ def test_any_batch_and_bad_inputs():
         m(x, blobs=["nope"])
 
 
-def test_unsupported_layer_named_at_conversion():
-    net = net_of('layer { name: "weird" type: "Silence" bottom: "data" }', (1, 2))
-    with pytest.raises(models.UnknownLayerError, match="'weird'.*'Silence'"):
-        models.to_torch(net)
+def test_unsupported_layers_named_together_at_load():
+    text = ('input: "data" input_shape { dim: 1 dim: 2 }\n'
+            'layer { name: "weird" type: "Wobble" bottom: "data" top: "a" }\n'
+            'layer { name: "odd" type: "Frobnicate" bottom: "a" top: "b" }\n')
+    with pytest.raises(models.UnknownLayerError, match="2 layers.*'weird' has type 'Wobble'.*'odd' has type "
+                                                        "'Frobnicate'.*supported types: .*PReLU"):
+        models.load_net(text)
+
+
+def test_silence_consumes_and_produces_nothing():
+    net = net_of('layer { name: "quiet" type: "Silence" bottom: "data" }', (1, 2))
+    out = models.to_torch(net)(np.ones((1, 2), np.float32), blobs="all")
+    assert list(out) == ["data"]
 
 
 def test_backward_blob_diffs_follow_caffe_in_place_rule():

@@ -1,80 +1,94 @@
-"""Caffe's Convolution layer (src/caffe/layers/conv_layer.cpp, base_conv_layer.cpp), 2-D.
+"""Caffe's Convolution and Deconvolution layers (src/caffe/layers/conv_layer.cpp, deconv_layer.cpp,
+base_conv_layer.cpp), 2-D.
 
-Weights ``(C_out, C_in / group, k_h, k_w)``, optional bias ``(C_out,)``; ``kernel_size``/``pad``/``stride``/
-``dilation`` given once for both axes, per axis as repeated values, or as ``*_h``/``*_w``.
+Both read the layer's :class:`models.specs.ConvSpec` (resolved by :func:`models.shapes.conv_spec`).
+Convolution: weights ``(C_out, C_in / group, k_h, k_w)``, optional bias ``(C_out,)``; torch ``conv2d``, ONNX
+``Conv`` (opset 1+; same semantics: cross-correlation, symmetric zero padding, floor output size).
+Deconvolution (Caffe's backward of convolution): weights ``(C_in, C_out / group, k_h, k_w)``; top size
+``s(H - 1) + d(k - 1) + 1 - 2p``; torch ``conv_transpose2d`` and ONNX ``ConvTranspose`` use that layout and size
+(no output padding).
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
-from models.errors import NetDefinitionError
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 
-def _pair(layer, repeated, h_field, w_field, default, what, proto):
-    if proto.HasField(h_field) or proto.HasField(w_field):
-        if len(repeated):
-            raise NetDefinitionError(f"layer '{layer.name}': give either {what} or {h_field}/{w_field}, not both")
-        return (getattr(proto, h_field), getattr(proto, w_field))
-    vals = list(repeated)
-    if not vals:
-        return (default, default)
-    if len(vals) == 1:
-        return (vals[0], vals[0])
-    if len(vals) == 2:
-        return tuple(vals)
-    raise NetDefinitionError(f"layer '{layer.name}': {what} has {len(vals)} values; only 2-D convolution is "
-                             "supported")
-
-
-def conv_geometry(layer):
-    """(kernel, stride, pad, dilation, group, bias_term, num_output) of a Convolution layer."""
-    cp = layer.proto.convolution_param
-    if cp.axis != 1:
-        raise NetDefinitionError(f"layer '{layer.name}': convolution axis {cp.axis} is not supported (only 1)")
-    kernel = _pair(layer, cp.kernel_size, "kernel_h", "kernel_w", 0, "kernel_size", cp)
-    if 0 in kernel:
-        raise NetDefinitionError(f"layer '{layer.name}': convolution needs kernel_size or kernel_h/kernel_w")
-    stride = _pair(layer, cp.stride, "stride_h", "stride_w", 1, "stride", cp)
-    pad = _pair(layer, cp.pad, "pad_h", "pad_w", 0, "pad", cp)
-    dil = list(cp.dilation)
-    if len(dil) > 2:
-        raise NetDefinitionError(f"layer '{layer.name}': dilation has {len(dil)} values; only 2-D is supported")
-    dilation = (dil[0], dil[0]) if len(dil) == 1 else (tuple(dil) if dil else (1, 1))
-    return kernel, stride, pad, dilation, cp.group, cp.bias_term, cp.num_output
-
-
 class CaffeConv2d(CaffeLayerModule):
-    """``y = conv2d(x, W, b)`` with Caffe's geometry; W and b are ``blobs[0]`` and ``blobs[1]``."""
+    """``y = conv2d(x, W, b)`` (or ``conv_transpose2d``) with Caffe's geometry; W and b are ``blobs[0]`` and
+    ``blobs[1]``. Every bottom is convolved with the same weights (one top per bottom)."""
 
-    def __init__(self, name, c_in, c_out, kernel, stride=(1, 1), pad=(0, 0), dilation=(1, 1), group=1,
-                 bias_term=True):
+    def __init__(self, name, spec):
         super().__init__(name)
-        self.stride, self.pad, self.dilation, self.group = tuple(stride), tuple(pad), tuple(dilation), group
-        self.add_blob((c_out, c_in // group, *kernel))
-        self.bias_term = bias_term
-        if bias_term:
-            self.add_blob((c_out,))
+        self.spec = spec
+        k = spec.kernel
+        if spec.transposed:
+            self.add_blob((spec.channels, spec.num_output // spec.group, *k))
+        else:
+            self.add_blob((spec.num_output, spec.channels // spec.group, *k))
+        if spec.bias_term:
+            self.add_blob((spec.num_output,))
 
-    def forward(self, x):
-        b = self.blobs[1] if self.bias_term else None
-        return [F.conv2d(x, self.blobs[0], b, self.stride, self.pad, self.dilation, self.group)]
+    def forward(self, *xs):
+        s = self.spec
+        b = self.blobs[1] if s.bias_term else None
+        if s.transposed:
+            return [F.conv_transpose2d(x, self.blobs[0], b, s.stride, s.pad, 0, s.group, s.dilation) for x in xs]
+        out = []
+        for x in xs:
+            short = overhang(s, x.shape[-2], x.shape[-1])
+            if any(short):  # Caffe's im2col reads zeros there
+                x = F.pad(x, (0, short[1], 0, short[0]))
+            if _native_fallback(x, self.blobs[0], s):
+                out.append(torch.ops.aten.mkldnn_convolution(x, self.blobs[0], b, list(s.pad), list(s.stride),
+                                                             list(s.dilation), s.group))
+            else:
+                out.append(F.conv2d(x, self.blobs[0], b, s.stride, s.pad, s.dilation, s.group))
+        return out
+
+
+def _native_fallback(x, w, spec) -> bool:
+    """True where ATen's CPU dispatch (ConvParams::use_mkldnn) would send an inference convolution to its slow
+    reference kernel: float32, batch 1, kernel at most 3 x 3, no groups, fewer than 20,481 input elements
+    (GoogLeNet's 3 x 3 convolutions on 14 x 14 and 7 x 7 maps). The same convolution then runs in oneDNN, as all
+    the others do."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] == 1
+            and spec.group == 1 and x.numel() <= 20480 and min(spec.kernel) > 1 and max(spec.kernel) <= 3
+            and torch.backends.mkldnn.is_available() and not (torch.is_grad_enabled() and
+                                                             (x.requires_grad or w.requires_grad)))
+
+
+def overhang(spec, h: int, w: int) -> tuple:
+    """Rows/columns by which the kernel extent exceeds the padded input (Caffe still gives one output there when
+    the excess is below the stride; torch and ONNX need the zeros spelled out)."""
+    return tuple(max(0, d * (k - 1) + 1 - (n + 2 * p))
+                 for n, k, p, d in zip((h, w), spec.kernel, spec.pad, spec.dilation))
+
+
+class _ConvConverter(Converter):
+    def build(self, layer, phase):
+        return CaffeConv2d(layer.name, layer.spec)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        s = layer.spec
+        w = g.param(layer.name, 0, blobs[0])
+        bias = g.param(layer.name, 1, blobs[1]) if s.bias_term else None
+        op = "ConvTranspose" if s.transposed else "Conv"
+        for i, (bottom, top) in enumerate(zip(bottoms, tops)):
+            inputs = [bottom, w] + ([bias] if bias else [])
+            short = (0, 0) if s.transposed else overhang(s, *layer.bottom_shapes[i][2:4])
+            g.node(op, inputs, [top], layer.name if i == 0 else f"{layer.name}/{i}", kernel_shape=list(s.kernel),
+                   strides=list(s.stride), pads=[s.pad[0], s.pad[1], s.pad[0] + short[0], s.pad[1] + short[1]],
+                   dilations=list(s.dilation), group=s.group)
 
 
 @register("Convolution")
-class ConvolutionConverter(Converter):
-    def build(self, layer, phase):
-        kernel, stride, pad, dilation, group, bias, c_out = conv_geometry(layer)
-        c_in = layer.bottom_shapes[0][1]
-        if c_in % group or c_out % group:
-            raise NetDefinitionError(f"layer '{layer.name}': channels {c_in} -> {c_out} not divisible by "
-                                     f"group {group}")
-        return CaffeConv2d(layer.name, c_in, c_out, kernel, stride, pad, dilation, group, bias)
+class ConvolutionConverter(_ConvConverter):
+    pass
 
-    def export(self, layer, g, bottoms, tops, blobs, phase):
-        kernel, stride, pad, dilation, group, bias, _ = conv_geometry(layer)
-        inputs = [bottoms[0], g.param(layer.name, 0, blobs[0])]
-        if bias:
-            inputs.append(g.param(layer.name, 1, blobs[1]))
-        g.node("Conv", inputs, tops[:1], layer.name, kernel_shape=list(kernel), strides=list(stride),
-               pads=[pad[0], pad[1], pad[0], pad[1]], dilations=list(dilation), group=group)
+
+@register("Deconvolution")
+class DeconvolutionConverter(_ConvConverter):
+    pass

@@ -40,13 +40,8 @@ class CaffeInnerProduct(CaffeLayerModule):
 
 
 def _params(layer):
-    ip = layer.proto.inner_product_param
-    shape = layer.bottom_shapes[0]
-    axis = canonical_axis(ip.axis, len(shape))
-    k = 1
-    for d in shape[axis:]:
-        k *= d
-    return axis, k, ip.num_output, ip.transpose, ip.bias_term
+    sp = layer.spec
+    return sp.axis, sp.k, sp.num_output, sp.transpose, sp.bias_term
 
 
 @register("InnerProduct")

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from models.errors import InputError, NetDefinitionError
-from models.layers.inner_product import canonical_axis
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
@@ -28,15 +27,15 @@ class CaffeSoftmax(CaffeLayerModule):
 @register("Softmax")
 class SoftmaxConverter(Converter):
     def build(self, layer, phase):
-        return CaffeSoftmax(layer.name, canonical_axis(layer.proto.softmax_param.axis, len(layer.bottom_shapes[0])))
+        return CaffeSoftmax(layer.name, layer.spec.axis)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        axis = canonical_axis(layer.proto.softmax_param.axis, len(layer.bottom_shapes[0]))
+        axis = layer.spec.axis
         g.node("Softmax", bottoms[:1], tops[:1], layer.name, axis=axis)
 
 
 def _normalization(layer) -> str:
-    lp = layer.proto.loss_param
+    lp = layer.spec.param
     if not lp.HasField("normalization") and lp.HasField("normalize"):
         return "VALID" if lp.normalize else "BATCH_SIZE"
     return {0: "FULL", 1: "VALID", 2: "BATCH_SIZE", 3: "NONE"}[lp.normalization]
@@ -93,8 +92,8 @@ class CaffeSoftmaxWithLoss(CaffeLayerModule):
 
 
 def _loss_params(layer):
-    lp = layer.proto.loss_param
-    axis = canonical_axis(layer.proto.softmax_param.axis, len(layer.bottom_shapes[0]))
+    lp = layer.spec.param
+    axis = layer.spec.axis
     ignore = lp.ignore_label if lp.HasField("ignore_label") else None
     return axis, _normalization(layer), ignore
 
@@ -176,8 +175,8 @@ class CaffeAccuracy(CaffeLayerModule):
 
 
 def _acc_params(layer):
-    ap = layer.proto.accuracy_param
-    axis = canonical_axis(ap.axis, len(layer.bottom_shapes[0]))
+    ap = layer.spec.param
+    axis = layer.spec.axis
     ignore = ap.ignore_label if ap.HasField("ignore_label") else None
     return axis, ap.top_k, ignore
 

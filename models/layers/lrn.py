@@ -31,9 +31,8 @@ class CaffeLRN(CaffeLayerModule):
 
 
 def _params(layer):
-    lp = layer.proto.lrn_param
-    region = "ACROSS_CHANNELS" if lp.norm_region == 0 else "WITHIN_CHANNEL"
-    return lp.local_size, lp.alpha, lp.beta, lp.k, region
+    sp = layer.spec
+    return sp.size, sp.alpha, sp.beta, sp.k, sp.region
 
 
 @register("LRN")

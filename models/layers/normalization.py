@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.layers.inner_product import canonical_axis
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 
@@ -46,9 +45,8 @@ class CaffeBatchNorm(CaffeLayerModule):
 
 
 def _bn_params(layer, phase):
-    bp = layer.proto.batch_norm_param
-    use_global = bp.use_global_stats if bp.HasField("use_global_stats") else phase == "TEST"
-    return use_global, bp.eps, bp.moving_average_fraction
+    spec = layer.spec
+    return spec.global_stats(phase), spec.eps, spec.maf
 
 
 @register("BatchNorm")
@@ -57,7 +55,7 @@ class BatchNormConverter(Converter):
 
     def build(self, layer, phase):
         use_global, eps, maf = _bn_params(layer, phase)
-        return CaffeBatchNorm(layer.name, layer.bottom_shapes[0][1], use_global, eps, maf)
+        return CaffeBatchNorm(layer.name, layer.spec.channels, use_global, eps, maf)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         use_global, eps, _ = _bn_params(layer, phase)
@@ -119,19 +117,8 @@ class CaffeScaleBias(CaffeLayerModule):
 
 
 def _sb_params(layer):
-    p = layer.proto.scale_param if layer.type == "Scale" else layer.proto.bias_param
-    x = layer.bottom_shapes[0]
-    axis = canonical_axis(p.axis, len(x))
-    from_bottom = len(layer.bottoms) > 1
-    if from_bottom:
-        shape = tuple(layer.bottom_shapes[1])
-        if shape == () or (len(layer.bottom_shapes[1]) == 0):
-            axis = 0
-    else:
-        n = p.num_axes
-        shape = tuple(x[axis:]) if n == -1 else tuple(x[axis:axis + n])
-    bias_term = layer.type == "Scale" and p.bias_term
-    return axis, shape, from_bottom, bias_term
+    spec = layer.spec
+    return spec.axis, spec.shape, spec.from_bottom, spec.bias_term
 
 
 class _ScaleBiasConverter(Converter):

@@ -28,69 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import NetDefinitionError
-from models.shapes import pool_geometry, pool_output_size
 from models.layers.registry import CaffeLayerModule, Converter, register
+from models.specs import PoolSpec, ave_divisor, pool_output_size  # noqa: F401  (re-exported)
 
 FLT_MAX = float(np.finfo(np.float32).max)
-
-
-def ave_divisor(size: int, k: int, s: int, p: int, out: int) -> np.ndarray:
-    """Per-output AVE divisor along one axis: ``min(start + k, size + p) - start`` with ``start = o*s - p``."""
-    starts = np.arange(out) * s - p
-    ends = np.minimum(starts + k, size + p)
-    return (ends - starts).astype(np.float64)
-
-
-class PoolSpec:
-    """The numbers of one pooling layer: kernel, stride and pad per axis, method, rounding."""
-
-    def __init__(self, kernel=(2, 2), stride=(1, 1), pad=(0, 0), method: str = "MAX",
-                 global_pooling: bool = False, ceil: bool = True, name: str = ""):
-        self.kernel, self.stride, self.pad = tuple(kernel), tuple(stride), tuple(pad)
-        self.method, self.global_pooling, self.ceil, self.name = method, global_pooling, ceil, name
-        if method not in ("MAX", "AVE"):
-            raise NetDefinitionError(f"layer '{name}': pooling method {method} is not supported (MAX, AVE)")
-        if global_pooling and (any(self.pad) or any(s != 1 for s in self.stride)):
-            raise NetDefinitionError(f"layer '{name}': global pooling needs pad 0 and stride 1 (pooling_layer.cpp)")
-        for k, p in zip(self.kernel, self.pad):
-            if not global_pooling and p >= k:
-                raise NetDefinitionError(f"layer '{name}': pad {p} must be smaller than kernel {k} "
-                                         "(pooling_layer.cpp)")
-
-    @classmethod
-    def from_proto(cls, layer) -> "PoolSpec":
-        pp = layer.proto.pooling_param
-        kernel, stride, pad = pool_geometry(layer.proto, layer.bottom_shapes[0])
-        method = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}[pp.pool]
-        return cls(kernel, stride, pad, method, bool(pp.global_pooling), pp.round_mode == 0, layer.name)
-
-    def geometry(self, h: int, w: int):
-        """Kernel and output sizes for a bottom of spatial size ``h x w``."""
-        kh, kw = (h, w) if self.global_pooling else self.kernel
-        sh, sw = self.stride
-        ph, pw = self.pad
-        any_pad = ph > 0 or pw > 0  # Caffe clips both axes when either is padded
-        oh = pool_output_size(h, kh, sh, ph, self.ceil, any_pad)
-        ow = pool_output_size(w, kw, sw, pw, self.ceil, any_pad)
-        return (kh, kw), (oh, ow)
-
-    def explicit_pads(self, h: int, w: int):
-        """(top, bottom, left, right) padding that makes every window lie inside the padded input.
-
-        A negative bottom/right value means rows past the last window are cropped.
-        """
-        (kh, kw), (oh, ow) = self.geometry(h, w)
-        (sh, sw), (ph, pw) = self.stride, self.pad
-        bottom = (oh - 1) * sh + kh - h - ph
-        right = (ow - 1) * sw + kw - w - pw
-        return ph, bottom, pw, right
-
-    def divisor(self, h: int, w: int) -> np.ndarray:
-        """Caffe's AVE divisor for every output position, shape (H_out, W_out)."""
-        (kh, kw), (oh, ow) = self.geometry(h, w)
-        dh = ave_divisor(h, kh, self.stride[0], self.pad[0], oh)
-        dw = ave_divisor(w, kw, self.stride[1], self.pad[1], ow)
-        return np.outer(dh, dw)
 
 
 class CaffePool2d(CaffeLayerModule):
@@ -98,6 +39,9 @@ class CaffePool2d(CaffeLayerModule):
 
     def __init__(self, spec: PoolSpec):
         super().__init__(spec.name)
+        if spec.method not in ("MAX", "AVE"):
+            raise NetDefinitionError(f"layer '{spec.name}': pooling method {spec.method} is not supported "
+                                     "(MAX, AVE)")
         self.spec = spec
         self._div_cache: dict = {}
 
@@ -141,29 +85,72 @@ class CaffePool2d(CaffeLayerModule):
         return [s / self._divisor(h, w, x.device, x.dtype)]
 
 
+def export_pool(spec: PoolSpec, g, x: str, top: str, h: int, w: int, name: str) -> None:
+    """ONNX nodes for one Caffe pooling of an (N, C, h, w) value ``x`` into ``top`` (opset 11+ ``Pad`` with
+    input pads; ``MaxPool``/``AveragePool`` without padding, so their border rules never apply)."""
+    if spec.method not in ("MAX", "AVE"):
+        raise NetDefinitionError(f"layer '{name}': pooling method {spec.method} is not supported (MAX, AVE)")
+    (kh, kw), _ = spec.geometry(h, w)
+    top_pad, bottom, left, right = spec.explicit_pads(h, w)
+    if top_pad or bottom or left or right:
+        value = -FLT_MAX if spec.method == "MAX" else 0.0
+        x = g.pad(name, x, (top_pad, left), (bottom, right), value)
+    if spec.method == "MAX":
+        g.node("MaxPool", [x], [top], name, kernel_shape=[kh, kw], strides=list(spec.stride))
+        return
+    mean = g.tmp(f"{name}/window_mean")
+    g.node("AveragePool", [x], [mean], name, kernel_shape=[kh, kw], strides=list(spec.stride))
+    with np.errstate(divide="ignore"):
+        factor = (kh * kw) / spec.divisor(h, w)
+    if np.all(factor == 1.0):
+        g.node("Identity", [mean], [top], name + "/divisor")
+        return
+    c = g.const(f"{name}/divisor_factor", factor.astype(np.float32)[None, None])
+    g.node("Mul", [mean, c], [top], name + "/divisor")
+
+
 @register("Pooling")
 class PoolingConverter(Converter):
     def build(self, layer, phase):
-        return CaffePool2d(PoolSpec.from_proto(layer))
+        return CaffePool2d(layer.spec)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        spec = PoolSpec.from_proto(layer)
         h, w = layer.bottom_shapes[0][2:4]
-        (kh, kw), _ = spec.geometry(h, w)
-        top, bottom, left, right = spec.explicit_pads(h, w)
-        x = bottoms[0]
-        if top or bottom or left or right:
-            value = -FLT_MAX if spec.method == "MAX" else 0.0
-            x = g.pad(layer.name, x, (top, left), (bottom, right), value)
-        if spec.method == "MAX":
-            g.node("MaxPool", [x], [tops[0]], layer.name, kernel_shape=[kh, kw], strides=list(spec.stride))
+        export_pool(layer.spec, g, bottoms[0], tops[0], h, w, layer.name)
+
+
+class CaffeSPP(CaffeLayerModule):
+    """spp_layer.cpp: pooling at each pyramid level; height 1 gives the pooled (N, C, 1, 1) blob, otherwise
+    each level is flattened to (N, C * bins^2) and the levels are concatenated along axis 1."""
+
+    def __init__(self, name, spec):
+        super().__init__(name)
+        self.spec = spec
+        self.levels = torch.nn.ModuleList(CaffePool2d(s) for s in spec.levels)
+
+    def forward(self, x):
+        outs = [p(x)[0] for p in self.levels]
+        if not self.spec.flatten:
+            return outs
+        return [torch.cat([o.flatten(1) for o in outs], 1)]
+
+
+@register("SPP")
+class SPPConverter(Converter):
+    def build(self, layer, phase):
+        return CaffeSPP(layer.name, layer.spec)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        h, w = layer.bottom_shapes[0][2:4]
+        spec = layer.spec
+        if not spec.flatten:
+            export_pool(spec.levels[0], g, bottoms[0], tops[0], h, w, layer.name)
             return
-        mean = g.tmp(f"{layer.name}/window_mean")
-        g.node("AveragePool", [x], [mean], layer.name, kernel_shape=[kh, kw], strides=list(spec.stride))
-        with np.errstate(divide="ignore"):
-            factor = (kh * kw) / spec.divisor(h, w)
-        if np.all(factor == 1.0):
-            g.node("Identity", [mean], [tops[0]], layer.name + "/divisor")
-            return
-        c = g.const(f"{layer.name}/divisor_factor", factor.astype(np.float32)[None, None])
-        g.node("Mul", [mean, c], [tops[0]], layer.name + "/divisor")
+        flats = []
+        for i, level in enumerate(spec.levels):
+            pooled = g.tmp(f"{layer.name}/level{i}")
+            export_pool(level, g, bottoms[0], pooled, h, w, f"{layer.name}/level{i}")
+            flat = g.tmp(f"{layer.name}/level{i}_flat")
+            g.node("Flatten", [pooled], [flat], f"{layer.name}/flatten{i}", axis=1)
+            flats.append(flat)
+        g.node("Concat", flats, tops[:1], layer.name, axis=1)

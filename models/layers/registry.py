@@ -82,7 +82,7 @@ def register(type_name: str) -> Callable[[type], type]:
 def _load_all() -> None:
     # importing the family modules runs their @register decorators
     from models.layers import (activations, conv, inner_product, losses, lrn,  # noqa: F401
-                               normalization, pooling, structural)
+                               normalization, pooling, reduction, structural)
 
 
 def supported_types() -> list[str]:
@@ -96,5 +96,6 @@ def get(layer) -> Converter:
     _load_all()
     conv = _REGISTRY.get(layer.type)
     if conv is None:
-        raise UnknownLayerError(layer.name, layer.type, _REGISTRY)
+        from models.graph import DATA_LAYER_TYPES
+        raise UnknownLayerError(layer.name, layer.type, set(_REGISTRY) | set(DATA_LAYER_TYPES))
     return conv

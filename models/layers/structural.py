@@ -1,11 +1,11 @@
-"""Caffe's layers that move data without arithmetic, and Eltwise: Concat, Slice, Split, Flatten, Reshape
-(src/caffe/layers/{concat,slice,split,flatten,reshape,eltwise}_layer.cpp)."""
+"""Caffe's layers that move data without arithmetic, and Eltwise: Concat, Slice, Split, Flatten, Reshape, Crop,
+Tile, Silence (src/caffe/layers/{concat,slice,split,flatten,reshape,crop,tile,silence,eltwise}_layer.cpp).
+Each reads its :mod:`models.specs` spec. ONNX (opset 17): Concat, Split, Identity, Flatten/Reshape, Slice (Crop),
+Tile, Sum/Mul/Max (Eltwise) are the standard operators with Caffe's semantics."""
 from __future__ import annotations
 
 import torch
 
-from models.errors import NetDefinitionError, ShapeError
-from models.layers.inner_product import canonical_axis
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 
@@ -20,43 +20,18 @@ class Fn(CaffeLayerModule):
         return self.fn(*xs)
 
 
-def _concat_axis(layer):
-    cp = layer.proto.concat_param
-    if cp.HasField("concat_dim"):
-        return cp.concat_dim
-    return canonical_axis(cp.axis, len(layer.bottom_shapes[0]))
-
-
 @register("Concat")
 class ConcatConverter(Converter):
     def build(self, layer, phase):
-        axis = _concat_axis(layer)
+        axis = layer.spec.axis
         return Fn(layer.name, lambda *xs: [torch.cat(xs, axis)] if len(xs) > 1 else [xs[0].view_as(xs[0])])
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        g.node("Concat", bottoms, tops[:1], layer.name, axis=_concat_axis(layer))
+        g.node("Concat", bottoms, tops[:1], layer.name, axis=layer.spec.axis)
 
 
 def _slice_sizes(layer):
-    sp = layer.proto.slice_param
-    axis = sp.slice_dim if sp.HasField("slice_dim") else canonical_axis(sp.axis, len(layer.bottom_shapes[0]))
-    total = layer.bottom_shapes[0][axis]
-    points = list(sp.slice_point)
-    n = len(layer.tops)
-    if points:
-        if len(points) != n - 1:
-            raise NetDefinitionError(f"layer '{layer.name}': {len(points)} slice points for {n} tops "
-                                     "(slice_layer.cpp needs tops - 1)")
-        bounds = [0, *points, total]
-        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
-    else:
-        if total % n:
-            raise ShapeError(f"layer '{layer.name}': axis {axis} of size {total} cannot be sliced into {n} equal "
-                             "parts")
-        sizes = [total // n] * n
-    if any(s <= 0 for s in sizes):
-        raise ShapeError(f"layer '{layer.name}': slice points {points} do not fit axis {axis} of size {total}")
-    return axis, sizes
+    return layer.spec.axis, list(layer.spec.sizes)
 
 
 @register("Slice")
@@ -85,14 +60,7 @@ class SplitConverter(Converter):
 
 
 def _flatten_axes(layer):
-    fp = layer.proto.flatten_param
-    nd = len(layer.bottom_shapes[0])
-    return canonical_axis(fp.axis, nd), canonical_axis(fp.end_axis, nd)
-
-
-def _onnx_shape(in_shape, out_shape, keep_leading: int):
-    """An ONNX Reshape target: the first ``keep_leading`` dims copied (0), so the batch stays dynamic."""
-    return [0] * keep_leading + list(out_shape[keep_leading:])
+    return layer.spec.start, layer.spec.end
 
 
 @register("Flatten")
@@ -100,8 +68,8 @@ class FlattenConverter(Converter):
     """flatten_layer.cpp: merge axes ``axis..end_axis`` (defaults 1 and -1)."""
 
     def build(self, layer, phase):
-        start, end = _flatten_axes(layer)
-        return Fn(layer.name, lambda x: [x.flatten(start, end)])
+        start, end = _flatten_axes(layer)  # end = start - 1 inserts an axis of 1 (flatten_layer.cpp)
+        return Fn(layer.name, lambda x: [x.reshape(tuple(x.shape[:start]) + (-1,) + tuple(x.shape[end + 1:]))])
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         start, end = _flatten_axes(layer)
@@ -113,72 +81,21 @@ class FlattenConverter(Converter):
         g.node("Reshape", [bottoms[0], g.const_i64(f"{layer.name}/shape", shape)], tops[:1], layer.name)
 
 
-def reshape_target(layer_name, rp, in_shape):
-    """reshape_layer.cpp: the top shape for a bottom of ``in_shape`` (0 copies a dim, one -1 is inferred)."""
-    dims = list(rp.shape.dim)
-    nd = len(in_shape)
-    start = rp.axis if rp.axis >= 0 else nd + rp.axis + 1
-    end = nd if rp.num_axes == -1 else start + rp.num_axes
-    if not (0 <= start <= end <= nd):
-        raise ShapeError(f"layer '{layer_name}': reshape axis {rp.axis}/num_axes {rp.num_axes} do not fit a "
-                         f"bottom of shape {tuple(in_shape)}")
-    out = list(in_shape[:start])
-    for i, d in enumerate(dims):
-        if d == 0:
-            if start + i >= nd:
-                raise ShapeError(f"layer '{layer_name}': reshape dim {i} is 0 but the bottom {tuple(in_shape)} "
-                                 f"has no axis {start + i}")
-            out.append(in_shape[start + i])
-        else:
-            out.append(d)
-    out += list(in_shape[end:])
-    if out.count(-1) > 1:
-        raise ShapeError(f"layer '{layer_name}': reshape has more than one -1")
-    total = 1
-    for d in in_shape:
-        total *= d
-    if -1 in out:
-        known = 1
-        for d in out:
-            if d != -1:
-                known *= d
-        if known == 0 or total % known:
-            raise ShapeError(f"layer '{layer_name}': cannot reshape {tuple(in_shape)} to {tuple(out)}")
-        out[out.index(-1)] = total // known
-    prod = 1
-    for d in out:
-        prod *= d
-    if prod != total:
-        raise ShapeError(f"layer '{layer_name}': cannot reshape {tuple(in_shape)} ({total} values) to "
-                         f"{tuple(out)} ({prod} values)")
-    return tuple(out), start, dims
-
-
 @register("Reshape")
 class ReshapeConverter(Converter):
+    """reshape_layer.cpp: the top shape from the spec, the batch axis taken from the bottom at run time."""
+
     def build(self, layer, phase):
-        rp = layer.proto.reshape_param
-        return Fn(layer.name, lambda x: [x.reshape(reshape_target(layer.name, rp, tuple(x.shape))[0])])
+        target = layer.spec.onnx_shape  # 0: copy the bottom's axis, -1: inferred (ONNX Reshape's rule)
+        return Fn(layer.name, lambda x: [x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(target)])])
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        rp = layer.proto.reshape_param
-        out, start, dims = reshape_target(layer.name, rp, layer.bottom_shapes[0])
-        # copy the batch axis when Caffe does (it lies before `axis`, or `shape` copies it with 0)
-        keep = 1 if (start > 0 or (dims and dims[0] == 0)) else 0
-        shape = _onnx_shape(layer.bottom_shapes[0], out, keep)
-        g.node("Reshape", [bottoms[0], g.const_i64(f"{layer.name}/shape", shape)], tops[:1], layer.name)
+        g.node("Reshape", [bottoms[0], g.const_i64(f"{layer.name}/shape", list(layer.spec.onnx_shape))], tops[:1],
+               layer.name)
 
 
 def _eltwise(layer):
-    ep = layer.proto.eltwise_param
-    op = {0: "PROD", 1: "SUM", 2: "MAX"}[ep.operation]
-    coeff = list(ep.coeff)
-    n = len(layer.bottoms)
-    if coeff and op != "SUM":
-        raise NetDefinitionError(f"layer '{layer.name}': Eltwise coeff is only for SUM (eltwise_layer.cpp)")
-    if coeff and len(coeff) != n:
-        raise NetDefinitionError(f"layer '{layer.name}': Eltwise has {len(coeff)} coeff for {n} bottoms")
-    return op, coeff or [1.0] * n
+    return layer.spec.op, list(layer.spec.coeff)
 
 
 class CaffeEltwise(CaffeLayerModule):
@@ -237,3 +154,57 @@ class EltwiseConverter(Converter):
                 g.node("Mul", [b, g.scalar(c)], [t], f"{name}/coeff{i}")
                 terms.append(t)
         g.node("Sum", terms, tops[:1], name)
+
+
+@register("Crop")
+class CropConverter(Converter):
+    """crop_layer.cpp: bottom[0] cut to bottom[1]'s size from ``axis`` on, at the spec's offsets (gradient to
+    bottom[0] only)."""
+
+    def build(self, layer, phase):
+        spec = layer.spec
+
+        def crop(x, ref):
+            idx = tuple(slice(None) if i < spec.axis else slice(o, o + ref.shape[i])
+                        for i, o in enumerate(spec.offsets))
+            return [x[idx]]
+        return Fn(layer.name, crop)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        spec = layer.spec
+        axes = list(range(spec.axis, len(spec.shape)))
+        starts = [spec.offsets[a] for a in axes]
+        ends = [spec.offsets[a] + spec.shape[a] for a in axes]
+        n = layer.name
+        g.node("Slice", [bottoms[0], g.const_i64(f"{n}/starts", starts), g.const_i64(f"{n}/ends", ends),
+                         g.const_i64(f"{n}/axes", axes)], tops[:1], n)
+
+
+@register("Tile")
+class TileConverter(Converter):
+    """tile_layer.cpp: the block from ``axis`` on repeated ``tiles`` times along ``axis``."""
+
+    def build(self, layer, phase):
+        spec = layer.spec
+
+        def tile(x):
+            reps = [1] * x.dim()
+            reps[spec.axis] = spec.tiles
+            return [x.repeat(*reps)]
+        return Fn(layer.name, tile)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        reps = [1] * len(layer.bottom_shapes[0])
+        reps[layer.spec.axis] = layer.spec.tiles
+        g.node("Tile", [bottoms[0], g.const_i64(f"{layer.name}/repeats", reps)], tops[:1], layer.name)
+
+
+@register("Silence")
+class SilenceConverter(Converter):
+    """silence_layer.cpp: consumes its bottoms, produces nothing (no ONNX node)."""
+
+    def build(self, layer, phase):
+        return Fn(layer.name, lambda *xs: [])
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        return
