@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models.atomic import atomic_path
 from models.errors import InputError
 from models.layers import registry
 
@@ -262,16 +263,8 @@ def to_onnx(source, path=None, expose_blobs: bool = False, outputs=None, opset: 
     model = build_onnx(source, expose_blobs=expose_blobs, outputs=outputs, opset=opset, params=params)
     if path is not None:
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name + ".",
-                                   suffix=".tmp")
-        os.close(fd)
-        try:
-            onnx.save(model, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path, suffix=".onnx") as tmp:
+            onnx.save(model, str(tmp))
     return model
 
 
