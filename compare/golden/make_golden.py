@@ -461,7 +461,8 @@ def prepare_prototxt_job(job: dict) -> tuple[str, dict]:
             for s in layer.input_param.shape:
                 s.dim[0] = BATCH
     extra = {"batch": BATCH, "replaced_data_tops": {k: list(v) for k, v in replaced.items()},
-             "source_sha256": sha256_file(path)}
+             # the parsed source net, so comments and layout of the file (e.g. the shape comments) do not count
+             "source_net_sha256": hashlib.sha256(net_text(parse_net(text, str(path))).encode()).hexdigest()}
     return net_text(net), extra
 
 
