@@ -72,15 +72,15 @@ def test_run_writes_the_beyond_files_and_section_and_resumes(synth_root, tmp_pat
 
     # resume: every step read back, the section written once
     calls = []
-    real = beyond._permutation
-    monkeypatch.setattr(beyond, "_permutation", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    real = beyond._learning_curve
+    monkeypatch.setattr(beyond, "_learning_curve", lambda *a, **k: (calls.append(1), real(*a, **k)))
     run(RunConfig(preset=preset, data=synth_root / "cohort", out=out, device="cpu",
                   patch_cache=synth_root / "patches", progress=False))
     text = (out / "report.md").read_text()
     assert text.count(beyond.SECTION_TITLE) == 1 and calls == []
-    assert "permutation resumed" in text
+    assert "permutation resumed" in text and "baselines resumed" in text
     # a result file edited or removed is recomputed
-    (out / "results" / "permutation.json").write_text("{}")
+    (out / "results" / "learning_curve.csv").write_text("cell\n")
     run(RunConfig(preset=preset, data=synth_root / "cohort", out=out, device="cpu",
                   patch_cache=synth_root / "patches", progress=False))
     assert calls == [1] and problems(out) == []

@@ -392,7 +392,8 @@ def section(run_dir: Path, why_not: list[str], ran: dict | None = None, seconds:
           "out-of-fold scores (both cells recomputed on each resample; a \"best of\" side re-selected in each "
           "resample; Efron & Tibshirani 1993), Holm-corrected within each claim (Holm 1979); DeLong's p on pooled "
           "scores beside it (DeLong et al. 1988).", "",
-          "| claim | comparison | diff | 95% CI | p (boot) | p (Holm) | DeLong p | flag |", "|---|---|---|---|---|---|---|---|"]
+          "| claim | comparison | diff | 95% CI | p (boot) | p (Holm) | DeLong p | flag |",
+          "|---|---|---|---|---|---|---|---|"]
     for x in pt.itertuples():
         L.append(f"| {x.claim} | {x.comparison} | {_f(x.diff, 3)} | [{_f(x.ci_low, 3)}, {_f(x.ci_high, 3)}] | "
                  f"{_f(x.p_boot, 3)} | {_f(x.p_holm_claim, 3)} | {_f(x.delong_p, 3)} | "
