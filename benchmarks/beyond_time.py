@@ -2,7 +2,7 @@
 n-patient synthetic cohort (effect 1): real cohort, patch stores, hand-crafted features and statistics;
 the grid's training/SVM units are random scores and the deep features random matrices of the real blob widths
 (run_beyond's cost depends on patients and widths, the grid computes the real ones anyway)."""
-import sys, time, json
+import sys, time
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
