@@ -198,13 +198,13 @@ def train_steps(rows, dev, seconds, batch, pack, nets):
 def features(rows, dev, seconds, batch, nets):
     import torch
 
-    from replicate.experiments.grid import TABLE6_BLOBS
+    from replicate.experiments.grid import LAYER_BLOBS
 
     for label, folder in nets:
         net, m = deploy_module(folder, batch)
         m = m.to(dev)
         name = next(iter(net.inputs))
-        blobs = [b for b in (TABLE6_BLOBS if "googlenet" in folder else ["fc8"]) if b in net.blob_shapes]
+        blobs = [b for b in (LAYER_BLOBS if "googlenet" in folder else ["fc8"]) if b in net.blob_shapes]
         blobs = blobs or [net.outputs[-1]]
         x = torch.randn((batch,) + tuple(net.inputs[name][1:]), device=dev)
 

@@ -100,7 +100,7 @@ def test_claims_name_cells_of_the_paper_grid():
         for cmp in c.comparisons:
             assert set(cmp.a) <= ids and set(cmp.b) <= ids and cmp.a and cmp.b
     fc = next(c for c in cl if c.id == "fc_best_layer")
-    assert len(fc.comparisons) == len(grid.TABLE6_BLOBS) - 1
+    assert len(fc.comparisons) == len(grid.LAYER_BLOBS) - 1
 
 
 def test_paired_tests_table_holm_and_missing_cells():

@@ -92,6 +92,11 @@ class Preset:
     max_score_patches_per_patient: int | None = None
     synth: dict = field(default_factory=lambda: {"n_patients": 270, "seed": 0})  # synthetic cohort, no --data
     why: dict = field(default_factory=dict)  # setting -> why this preset departs from the paper / the net files
+    # "Beyond the paper" (replicate.experiments.beyond; issue 12): cheap analyses on cached features after the grid
+    beyond: bool = True                   # run them and write the report's "Beyond the paper" section
+    n_perm: int = 99                      # permutations of the whole-pipeline permutation test (>= 99)
+    learning_curve_sizes: tuple = (50, 100, 200, 270, None)   # cohort sizes (None = every patient)
+    learning_curve_draws: int = 5         # stratified random subsets per size
 
     def differences(self) -> list[str]:
         """How this preset departs from the paper's protocol (printed in the report)."""
@@ -115,10 +120,10 @@ PRESETS = {
         "smoke", n_repeats=1, n_boot=1000, scratch_epochs=2, transfer_epochs=2, batch_size=4,
         max_iters_per_epoch={224: 1, 80: 2, 64: 2}, max_train_auc_patients=4,
         max_train_patches_per_patient=2, max_score_patches_per_patient=1,
-        synth={"n_patients": 33, "seed": 0},
+        synth={"n_patients": 33, "seed": 0}, beyond=False,
         why={k: _SMOKE_WHY for k in ("n_repeats", "scratch_epochs", "transfer_epochs", "batch_size",
                                      "max_iters_per_epoch", "max_train_auc_patients",
-                                     "max_train_patches_per_patient", "max_score_patches_per_patient")},
+                                     "max_train_patches_per_patient", "max_score_patches_per_patient", "beyond")},
     ),
 }
 

@@ -297,6 +297,21 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
     return path
 
 
+def insert_section(run_dir: Path, markdown: str) -> None:
+    """Put a section (``markdown`` beginning with its ``## Title`` line) into ``report.md`` before the comparison,
+    replacing an earlier section of the same title (so a resumed run does not repeat it)."""
+    path = Path(run_dir) / "report.md"
+    body = path.read_text(encoding="utf-8")
+    title = markdown.splitlines()[0]
+    marker = "## Comparison with the paper (pytest compare/ --run RUN)"
+    if title in body:  # drop the old copy: up to the next top-level section
+        head, rest = body.split(title, 1)
+        nxt = rest.find("\n## ")
+        body = head + (rest[nxt + 1:] if nxt >= 0 else "")
+    head, sep, tail = body.partition(marker)
+    atomic_write_text(path, head + markdown.rstrip() + "\n\n" + sep + tail if sep else body + "\n" + markdown)
+
+
 def comparison_markdown(run_dir: Path) -> tuple[str, pd.DataFrame]:
     """Cell-by-cell comparison of a finished run's tables with the paper."""
     rows = []
