@@ -161,3 +161,15 @@ def test_grid_on_ray_two_workers_matches_local(grid_stores, tmp_path, monkeypatc
     for cid in local_summ:
         assert [f.test_scores for f in ray_res[cid]] == [f.test_scores for f in local_res[cid]]
     assert again == ray_summ
+
+
+def test_run_executor_ray_without_ray_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from replicate.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(["run", "--executor", "ray", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'radiogenomics-replica[ray]'" in err[0]
+    assert not (tmp_path / "run").exists()      # refused before anything was written
