@@ -89,7 +89,7 @@ N_PATIENTS, SEED = 33, 0
 
 @pytest.fixture(scope="module")
 def grid_stores(request, tmp_path_factory):
-    """The synthetic cohort of tests/test_experiments_smoke.py (pytest's cache when on) with 80 and 120 px stores."""
+    """The synthetic cohort and 80 px store of tests/test_experiments_smoke.py (pytest's cache when on)."""
     from pathlib import Path
 
     from replicate.experiments import grid as ex
@@ -97,12 +97,12 @@ def grid_stores(request, tmp_path_factory):
     cache = getattr(request.config, "cache", None)
     name = f"synth-effect0-{N_PATIENTS}-{SEED}"
     root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
-    return ex.synthetic_stores(root, N_PATIENTS, SEED, effect=0.0, sizes=[80, 120])
+    return ex.synthetic_stores(root, N_PATIENTS, SEED, effect=0.0, sizes=[80])
 
 
 def _tiny_grid(grid_stores, run_dir, executor):
-    """Two cells of the smoke preset (a CIFAR training cell, a GoogLeNet layer + SVM cell), every fold, one
-    torch thread per unit; returns results/summary.json's content for them (grid.summaries)."""
+    """Two cells of the smoke preset (a CIFAR training cell, GoogLeNet features + poly SVM at patch 80) with 3
+    folds, one torch thread per unit; returns results/summary.json's content for them (grid.summaries)."""
     import dataclasses
 
     import torch
@@ -110,9 +110,9 @@ def _tiny_grid(grid_stores, run_dir, executor):
     from replicate.experiments import dispatch
     from replicate.experiments import grid as ex
 
-    p = dataclasses.replace(ex.get_preset("smoke"), n_boot=100)
+    p = dataclasses.replace(ex.get_preset("smoke"), n_boot=100, n_folds=3)
     todo = [next(c for c in ex.unique_cells(p) if c.id.startswith("scratch/CIFAR/")),
-            next(c for c in ex.unique_cells(p) if c.table == "table6" and c.blob == "conv2/3x3")]
+            next(c for c in ex.unique_cells(p) if c.table == "table5" and c.patch_size == 80)]
     runner = ex.Runner(p, grid_stores, run_dir, torch.device("cpu"), progress=False)
     results = dispatch.run_grid(runner, executor, todo=todo, threads=1)
     assert set(runner.timings) == {c.id for c in todo}
@@ -156,7 +156,7 @@ def test_grid_on_ray_two_workers_matches_local(grid_stores, tmp_path, monkeypatc
             ray.shutdown()
     finally:
         cluster.shutdown()
-    assert n_done == 20
+    assert n_done == 6
     assert ray_summ == local_summ          # AUCs, CIs, per-repeat AUCs: equal floats
     for cid in local_summ:
         assert [f.test_scores for f in ray_res[cid]] == [f.test_scores for f in local_res[cid]]
