@@ -105,7 +105,17 @@ def grid_unit(ctx: dict, cell, repeat: int, fold: int) -> dict:
     runner = _runner(ctx)
     t0 = time.perf_counter()
     f = next(x for x in runner.folds[repeat] if x.fold == fold)
-    feats = _features(runner, cell) if cell.approach == "features" else None
+    feats = None
+    if cell.approach == "features":
+        if getattr(runner, "_dispatch_driver", False):
+            # the driver's own runner (local executor): Runner.features as the in-process runner calls it,
+            # kept for the consecutive units of the same net and patch size
+            memo = getattr(runner, "_dispatch_feats", None)
+            if memo is None or memo[0] != (cell.network, cell.patch_size):
+                runner._dispatch_feats = memo = ((cell.network, cell.patch_size), runner.features(cell))
+            feats = memo[1]
+        else:
+            feats = _features(runner, cell)
     res = runner.run_unit(cell, f, feats)
     res.extra["seconds"] = time.perf_counter() - t0
     return res.to_json()
@@ -134,6 +144,7 @@ def run_grid(runner, executor, todo=None, threads: int | None = None) -> dict:
     threads = int(threads or torch.get_num_threads())
     ctx = context(runner)
     _RUNNERS[_ctx_key(ctx)] = runner      # the local executor reuses the driver's runner (same numbers either way)
+    runner._dispatch_driver = True
     gpu = runner.device.type == "cuda"
     tasks, keys = [], {}
     for cell in todo:
@@ -147,6 +158,7 @@ def run_grid(runner, executor, todo=None, threads: int | None = None) -> dict:
         if cell.approach == "features" and not all(runner.state.done(k) for k in ks):
             runner.features(cell)          # on the driver, cached in RUN/features for the SVM units
     out = executor.run(tasks, runner.run_dir, progress=runner.progress, desc=f"{p.name}: folds ({executor.name})")
+    runner._dispatch_feats = None
     results = {}
     for cell in todo:
         results[cell.id] = [FoldResult.from_json(out[k]) for k in keys[cell.id]]
