@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-effect", type=float, default=1.0,
                         help="effect size of the synthetic cohort when --data is not given")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="where the grid's units run: local (this process) or ray (Ray tasks; needs "
+                             "pip install 'radiogenomics-replica[ray]'; RUN on storage every node sees)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379); default: start a local one")
+    parser.add_argument("--unit-threads", type=int, default=None, metavar="N",
+                        help="torch threads per unit, the same in both executors (default: this machine's torch "
+                             "threads); a Ray unit asks for N CPUs")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -39,7 +47,8 @@ def config_from_args(args: argparse.Namespace):
     return RunConfig(preset=args.preset, data=args.data, out=args.out, device=args.device,
                      weights_dir=args.weights_dir, scratch_nets=args.scratch_nets, repeats=args.repeats,
                      n_boot=args.n_boot, seed=args.seed, synth_effect=args.synth_effect,
-                     progress=not args.no_progress, argv=list(sys.argv))
+                     progress=not args.no_progress, argv=list(sys.argv), executor=args.executor,
+                     ray_address=args.ray_address, unit_threads=args.unit_threads)
 
 
 def main(args: argparse.Namespace) -> int:

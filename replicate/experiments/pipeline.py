@@ -66,6 +66,9 @@ class RunConfig:
     patch_cache: Path | None = None
     progress: bool = True
     argv: list = field(default_factory=list)
+    executor: str = "local"                # "local" | "ray": where the grid's units run (experiments.dispatch)
+    ray_address: str | None = None         # a running Ray cluster; None with executor "ray": start a local one
+    unit_threads: int | None = None        # torch threads per unit (both executors); None: this process's count
 
 
 @dataclass
@@ -176,8 +179,8 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
     own errors (:class:`replicate.errors.CohortError`, ...) for a bad cohort."""
     import torch
 
+    from replicate.experiments import dispatch, report
     from replicate.experiments import grid as ex
-    from replicate.experiments import report
     from replicate.experiments.training import resolve_device
 
     if config is None:
@@ -187,6 +190,7 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
     t0 = time.time()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     preset = resolve_preset(config)
+    executor = dispatch.start(config, preset)   # plan headline; ConfigError for ray without the package
     run_dir = Path(config.out) if config.out is not None else Path("runs") / preset.name
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -203,7 +207,10 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
     t_stores = time.time() - t_c
 
     runner = ex.Runner(preset, stores, run_dir, device, weights_dir=weights_dir, progress=config.progress)
-    results = runner.run_all()
+    try:
+        results = dispatch.run_grid(runner, executor, threads=config.unit_threads)
+    finally:
+        dispatch.finish(executor)
     summ = ex.summaries(preset, results)
 
     flags, weights = {}, []

@@ -142,6 +142,17 @@ def cell_folder(preset, cell) -> str:
     return IMAGENET_NETS[cell.network][1]
 
 
+def train_batch(preset, folder: str) -> int:
+    """The training batch of ``prototxt/<folder>``: the preset's ``batch_size`` when set, else the batch_size of
+    the TRAIN data layer of its train_val.prototxt (as the training code reads it, grid.batch_size)."""
+    if preset.batch_size is not None:
+        return int(preset.batch_size)
+    from replicate.experiments.grid import PROTOTXT
+    from replicate.experiments.training import data_transform
+
+    return int(data_transform(PROTOTXT / folder / "train_val.prototxt")["batch_size"])
+
+
 # ------------------------------------------------------------------------------------------------ units
 @dataclass(frozen=True)
 class PlanUnit:
@@ -205,11 +216,12 @@ def units(preset, cohort: CohortSize) -> list[PlanUnit]:
                 if cell.approach in ("scratch", "transfer"):
                     base_epochs = p.scratch_epochs if cell.approach == "scratch" else p.transfer_epochs
                     epochs = p.epochs_by_input.get(info.input_size, base_epochs)
-                    iters = math.ceil(train_rows / p.batch_size)
+                    batch = train_batch(p, folder)
+                    iters = math.ceil(train_rows / batch)
                     cap = p.max_iters_per_epoch.get(info.input_size)
                     if cap:
                         iters = min(iters, cap)
-                    kw["train_flop"] = 6.0 * info.macc_train * iters * p.batch_size * epochs
+                    kw["train_flop"] = 6.0 * info.macc_train * iters * batch * epochs
                     kw["eval_flop"] = 2.0 * info.macc_deploy * score_rows * epochs
                 else:
                     key = (folder, cell.patch_size)
