@@ -55,9 +55,7 @@ def fabricate(run_dir: Path, preset, signal=0.0, synthetic=True, weights=None, c
             "differences": preset.differences(), "readings": grid.readings(preset), "cells_run": sorted(results),
             "synthetic": synthetic, "scratch_variant": preset.scratch_variant}
     write_all(run_dir, preset, grid.cells(preset), results, summ, flags, prov)
-    from replicate.experiments.paired import predictions_frame
-
-    ex = {"predictions": predictions_frame(results), "ci_methods": verdict_run.ci_methods_frame(preset, results)}
+    ex = {}
     if controls is not None:
         ex["controls"] = controls
     verdict_run.finish(run_dir, ex)

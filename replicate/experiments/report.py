@@ -299,29 +299,6 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
     return path
 
 
-def comparison_markdown(run_dir: Path) -> tuple[str, pd.DataFrame]:
-    """Cell-by-cell comparison of a finished run's tables with the paper."""
-    rows = []
-    for name in ("table3", "table4", "table5", "table6", "lr_sweeps"):
-        df = pd.read_csv(Path(run_dir) / "results" / f"{name}.csv", keep_default_na=True)
-        for _, r in df.iterrows():
-            rows.append({"table": name, "cell": r["cell"], "ours": r["ours_test_auc"], "paper": r["paper_test_auc"],
-                         "paper_ci": (f"[{r['paper_ci_low']:.2f}, {r['paper_ci_high']:.2f}]"
-                                      if not pd.isna(r.get("paper_ci_low", np.nan)) else "—"),
-                         "criterion": r["criterion"], "agrees": r["agrees"], "outside_by": r["outside_by"],
-                         "diff": r["diff_test"], "note": r.get("note", "") if not pd.isna(r.get("note", "")) else ""})
-    cmp = pd.DataFrame(rows)
-    n_ok = int((cmp.agrees == True).sum())  # noqa: E712
-    lines = [f"{n_ok} of {len(cmp)} cells agree with the paper (criterion per row).", "",
-             "| table | cell | ours | paper | paper CI | criterion | agrees | outside by | diff | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for _, r in cmp.iterrows():
-        lines.append(f"| {r.table} | {r.cell} | {_fmt(r.ours)} | {_fmt(r.paper)} | {r.paper_ci} | {r.criterion} | "
-                     f"{'yes' if r.agrees == True else 'no'} | {_fmt(r.outside_by, 3)} | {_fmt(r['diff'], 3)} | "
-                     f"{r.note} |")
-    return "\n".join(lines), cmp
-
-
 def insert_comparison(run_dir: Path) -> pd.DataFrame:
     """Write the comparison (compare.comparison) and the verdict sections into ``report.md`` (replacing earlier
     ones) and ``results/comparison.csv``; returns the comparison frame."""
@@ -474,6 +451,9 @@ def write_all(run_dir: Path, preset, cell_lists, results, summ, flags, provenanc
     for name, df in tables.items():
         write_csv(run_dir / "results" / f"{name}.csv", df)
     write_csv(run_dir / "results" / "folds.csv", folds_table(results))
+    from replicate.experiments import verdict_run  # issue 10: predictions.csv, ci_methods.csv
+
+    verdict_run.write_predictions(run_dir, preset, results)
     atomic_write_json(run_dir / "results" / "summary.json",
                       {cid: {**s, "flag": flags.get(cid, "")} for cid, s in summ.items()})
     figs = run_dir / "figures"

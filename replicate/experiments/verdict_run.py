@@ -50,6 +50,15 @@ def ci_methods_frame(preset, results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_predictions(run_dir: Path, preset, results: dict) -> None:
+    """``results/predictions.csv`` and ``results/ci_methods.csv`` of every run (called by report.write_all)."""
+    from replicate.experiments.paired import predictions_frame
+
+    res = Path(run_dir) / "results"
+    _csv(res / "predictions.csv", predictions_frame(results))
+    _csv(res / "ci_methods.csv", ci_methods_frame(preset, results))
+
+
 def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict, stores: dict) -> dict:
     """The positive control (this run's planted cohort) and the negative control (a second synthetic cohort with
     ``preset.controls["null_effect"]``, written to ``run_dir/null``, same size and seed, same cells), each
@@ -126,9 +135,7 @@ def paper_sized(config, preset, run_dir: Path, device, weights_dir, main_runner,
 def extras(config, preset, run_dir: Path, device, weights_dir, runner, results: dict, summ: dict,
            stores: dict) -> dict:
     """Everything this module computes for a finished grid (plain data; written by :func:`finish`)."""
-    from replicate.experiments.paired import predictions_frame
-
-    out = {"predictions": predictions_frame(results), "ci_methods": ci_methods_frame(preset, results)}
+    out = {}
     if preset.controls and config.data is None:
         out["controls"] = run_controls(config, preset, Path(run_dir), device, weights_dir, summ, stores)
     if config.paper_sized:
@@ -148,8 +155,6 @@ def finish(run_dir: Path, ex: dict) -> None:
     """Write :func:`extras`' files, then the report's verdict sections and ``results/comparison.csv``
     (replicate.experiments.report.insert_sections)."""
     res = Path(run_dir) / "results"
-    _csv(res / "predictions.csv", ex["predictions"])
-    _csv(res / "ci_methods.csv", ex["ci_methods"])
     if "controls" in ex:
         atomic_write_json(res / "controls.json", ex["controls"])
     if "paper_sized" in ex:
