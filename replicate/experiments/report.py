@@ -70,20 +70,18 @@ def _row(prow, cell, s, note) -> dict:
 
 
 def judge(d: dict) -> dict:
-    """Inside the paper's CI (or within NO_CI_TOLERANCE where it gives none), and by how much."""
+    """Our cell against the paper's: compare.judge (both uncertainties; the paper's SE from its CI, or Hanley &
+    McNeil at the paper's 90/180 where it prints none). Comparability is judged in compare.comparison."""
+    from compare.comparison import paper_n
+    from compare.verdict import judge as judge_cell
+
     ours, pap = d["ours_test_auc"], d["paper_test_auc"]
     lo, hi = d.get("paper_ci_low", np.nan), d.get("paper_ci_high", np.nan)
-    diff = ours - pap if not (pd.isna(ours) or pd.isna(pap)) else np.nan
-    if pd.isna(diff):
-        return {"diff_test": np.nan, "agrees": np.nan, "criterion": "missing", "outside_by": np.nan}
-    if not (pd.isna(lo) or pd.isna(hi)):
-        outside = max(lo - ours, ours - hi, 0.0)
-        return {"diff_test": diff, "agrees": bool(outside == 0.0), "criterion": "inside paper 95% CI",
-                "outside_by": outside}
-    tol = _paper().NO_CI_TOLERANCE
-    outside = max(abs(diff) - tol, 0.0)
-    return {"diff_test": diff, "agrees": bool(outside == 0.0), "criterion": f"|diff| <= {tol}",
-            "outside_by": outside}
+    if pd.isna(ours) or pd.isna(pap) or pd.isna(d.get("ours_ci_low", np.nan)):
+        return {"diff_test": np.nan, "verdict": "not run", "above_chance": np.nan}
+    pci = None if (pd.isna(lo) or pd.isna(hi)) else (lo, hi)
+    j = judge_cell(ours, (d["ours_ci_low"], d["ours_ci_high"]), pap, pci, paper_n=paper_n())
+    return {"diff_test": j.diff, "verdict": j.verdict, "above_chance": j.above_chance}
 
 
 def folds_table(results: dict) -> pd.DataFrame:
@@ -221,7 +219,7 @@ def _fmt(v, nd=2):
 
 
 def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
-    head = keys + ["ours train", "ours test [95% CI]", "paper train", "paper test [95% CI]", "agrees", "diff",
+    head = keys + ["ours train", "ours test [95% CI]", "paper train", "paper test [95% CI]", "verdict", "diff",
                    "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
@@ -230,7 +228,7 @@ def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
         cells = [str(r[k]) for k in keys] + [
             _fmt(r.ours_train_auc), f"{_fmt(r.ours_test_auc)} [{_fmt(r.ours_ci_low)}, {_fmt(r.ours_ci_high)}]",
             _fmt(r.paper_train_auc), f"{_fmt(r.paper_test_auc)}{pci}",
-            {True: "yes", False: "no"}.get(r.agrees, "—"), _fmt(r.diff_test, 3), r.note or ""]
+            str(r.get("verdict", "—")), _fmt(r.diff_test, 3), r.note or ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -284,8 +282,9 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
     L += ["", "## Results", "",
           "AUC = mean over the 10 folds of the patient-level AUC (a patient's score is the mean over its scoring "
           "patches), median over repeats; 95% CI by a percentile bootstrap over the reported repeat's patients "
-          f"(stratified by label, each keeping its fold and out-of-fold score; {p.get('n_boot')} resamples). Agreement: ours inside the paper's 95% CI (Tables 3-5), or within "
-          f"{_paper().NO_CI_TOLERANCE} of the paper where it gives no CI (Table 6, sweeps).", ""]
+          f"(stratified by label, each keeping its fold and out-of-fold score; {p.get('n_boot')} resamples). Verdict: "
+          "compare.judge (consistent / inconsistent / inconclusive, from both CIs; Hanley-McNeil SE at the paper's "
+          "90/180 where it prints no CI); whether a cell is comparable at all is in the comparison section.", ""]
     for name in ("table3", "table4", "table5", "table6", "lr_sweeps"):
         title, keys = TABLE_TITLES[name]
         L += [f"### {title}", "", markdown_table(tables[name], keys), ""]
