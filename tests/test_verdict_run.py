@@ -155,3 +155,32 @@ def test_controls_checked_on_quick_like_run(tmp_path):
     r = _pytest_compare(run, "-k", "controls")
     assert r.returncode == 1 and "negative control: effect 'found' without one by X" in r.stdout
     assert "Negative control" in (run / "report.md").read_text()
+
+
+def test_readings_in_the_unit_key_and_the_svm_unit_wired():
+    """A changed reading changes the preset hash (hence every unit key); svm_fold honours svm_unit."""
+    from types import SimpleNamespace
+
+    from replicate.experiments.training import FoldData, fold_data
+
+    base = grid.PRESETS["quick"]
+    hashes = {grid.Runner.preset_hash(SimpleNamespace(p=replace(base, **kw)))
+              for kw in ({}, {"svm_unit": "patient"}, {"pooling": "max"}, {"test_patches": "oversample"})}
+    assert len(hashes) == 4
+    assert grid.readings(base) == {"test_patches": "box_corners", "svm_unit": "patch", "pooling": "avg"}
+    # 30 patients x (4 train + 2 test patches); features = label + noise, so a per-patient SVM separates them
+    rng = np.random.default_rng(0)
+    pts = pd.DataFrame({"patient_id": [f"P{i:02d}" for i in range(30)], "label": [i % 2 for i in range(30)]})
+    rows = [(p, y, role, b, s) for p, y in zip(pts.patient_id, pts.label) for role, n in (("train", 4), ("test", 2))
+            for b, s in [(1, k) for k in range(n)]]
+    index = pd.DataFrame(rows, columns=["patient_id", "label", "role", "box", "slice"])
+    x = index.label.to_numpy()[:, None] * 2.0 + rng.normal(size=(len(index), 5))
+    fold = patient_folds(pts, 5, seed=0)[0]
+    data = fold_data(index, fold)
+    cell = grid.Cell("table5", "features", "GoogleNet", patch_size=80, kernel="linear", blob="b")
+    feats = {"rows": np.arange(len(index)), "blobs": {"b": x}}
+    a = grid.svm_fold(cell, fold, data, feats, unit="patch")
+    b = grid.svm_fold(cell, fold, data, feats, unit="patient", index=index)
+    assert a.extra["n_train_patches"] == b.extra["n_train_patches"] == len(data.train_rows)
+    assert a.test_scores != b.test_scores and b.test_auc > 0.8
+    assert isinstance(data, FoldData)
