@@ -22,10 +22,25 @@ def run_dir(request) -> Path:
         pytest.skip("no run to compare: pass --run RUN (a folder written by python -m replicate run)")
     path = Path(value)
     if not (path / "provenance.json").exists():
-        pytest.fail(f"--run {path}: no provenance.json; not a finished run of python -m replicate run")
+        pytest.fail(f"--run {path}: no provenance.json; not a finished run of python -m replicate run", pytrace=False)
+    from compare.comparison import missing_files
+
+    miss = missing_files(path)
+    if miss:
+        pytest.fail(f"--run {path}: missing {', '.join(miss)} (a run folder from an older version or an "
+                    "interrupted run; rerun python -m replicate run to complete it)", pytrace=False)
     return path
 
 
 @pytest.fixture(scope="session")
 def provenance(run_dir) -> dict:
     return json.loads((run_dir / "provenance.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def comparison_table(run_dir):
+    """The run's cells judged against the paper (compare.comparison), also written into RUN/report.md and
+    RUN/results/comparison.csv."""
+    from replicate.experiments.report import insert_sections
+
+    return insert_sections(run_dir)

@@ -129,6 +129,18 @@ def cohort_main(args: argparse.Namespace) -> int:
     return report_cohort(cohort, Path(args.out) if args.out else Path.cwd() / f"cohort-{Path(args.root).name}")
 
 
+def flow_beside(flow):
+    """Our flow next to the paper's (replicate.cohort.flow.flow_beside_paper; the paper's steps from compare/),
+    or None when compare/ is not importable."""
+    try:
+        from replicate.experiments.report import paper_flow_steps
+    except ImportError:
+        return None
+    from replicate.cohort.flow import flow_beside_paper
+
+    return flow_beside_paper(flow, paper_flow_steps())
+
+
 def report_cohort(cohort, out: Path) -> int:
     """Print the flow and Table 1, write them (and the per-patient table) as CSV under ``out``."""
     import pandas as pd
@@ -143,6 +155,12 @@ def report_cohort(cohort, out: Path) -> int:
     print(f"  spreadsheets: {cohort.clinical_path}, {cohort.boxes_path}")
     print(format_flow(flow))
     print(f"  included: luminal A {n_lum}, other {len(inc) - n_lum}")
+    beside = flow_beside(flow)
+    if beside is not None:
+        print("\nOur flow beside the paper's (compare/data/cohort_flow.csv; reproducible = can be redone from the "
+              "public data)")
+        with pd.option_context("display.width", 220, "display.max_columns", 20, "display.max_colwidth", 60):
+            print(beside.to_string(index=False))
     if len(inc):
         print(f"  target in-plane spacing (most frequent): {cohort.target_spacing():.4f} mm")
     print()
@@ -159,7 +177,11 @@ def report_cohort(cohort, out: Path) -> int:
             print(table1.to_string(index=False))
     subtypes = crosstab.reset_index()
     names = ("cohort_flow.csv", "cohort_table1.csv", "cohort_subtypes.csv", "cohort_patients.csv")
-    for name, df in zip(names, (flow, table1, subtypes, patients)):
+    frames = [flow, table1, subtypes, patients]
+    if beside is not None:
+        names += ("cohort_flow_beside_paper.csv",)
+        frames.append(beside)
+    for name, df in zip(names, frames):
         tmp = out / f".{name}.tmp"
         df.to_csv(tmp, index=False, lineterminator="\n")
         tmp.replace(out / name)

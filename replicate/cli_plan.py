@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(plan, indent=1, sort_keys=True))
         return 0
     print(headline(plan))
-    print(f"\n| approach | net | units | train FLOP | eval FLOP | features FLOP | SVM FLOP | this machine |")
+    print("\n| approach | net | units | train FLOP | eval FLOP | features FLOP | SVM FLOP | this machine |")
     print("|---|---|---|---|---|---|---|---|")
     for a, v in plan["approaches"].items():
         for net, n in v["nets"].items():

@@ -14,7 +14,9 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=["smoke", "paper"], default="smoke")
+    parser.add_argument("--preset", choices=["quick", "smoke", "paper"], default="quick",
+                        help="quick (default): controls on a synthetic cohort, ~30 min on 2 cores; smoke: CI check; "
+                             "paper: the full grid")
     parser.add_argument("--data", type=Path, default=None,
                         help="cohort root (Duke-Breast-Cancer-MRI layout); default: a synthetic cohort in RUN/cohort")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
@@ -30,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="base seed (folds, init, dropout, crops)")
     parser.add_argument("--synth-effect", type=float, default=1.0,
                         help="effect size of the synthetic cohort when --data is not given")
+    parser.add_argument("--clinical", type=Path, default=None,
+                        help="Clinical_and_Other_Features.xlsx (default: found in --data or up to two parents)")
+    parser.add_argument("--boxes", type=Path, default=None,
+                        help="Annotation_Boxes.xlsx (default: found in --data or up to two parents)")
+    parser.add_argument("--paper-sized", type=int, default=0, metavar="R",
+                        help="also rerun the deep-feature cells on R stratified subsets of the paper's size")
+    parser.add_argument("--paper-sized-n", type=int, nargs=2, default=(270, 90), metavar=("N", "N_LUMINAL_A"),
+                        help="size of each --paper-sized subset (default 270 90)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="where the grid's units run: local (this process) or ray (Ray tasks; needs "
@@ -48,7 +58,9 @@ def config_from_args(args: argparse.Namespace):
                      weights_dir=args.weights_dir, scratch_nets=args.scratch_nets, repeats=args.repeats,
                      n_boot=args.n_boot, seed=args.seed, synth_effect=args.synth_effect,
                      progress=not args.no_progress, argv=list(sys.argv), executor=args.executor,
-                     ray_address=args.ray_address, unit_threads=args.unit_threads)
+                     ray_address=args.ray_address, unit_threads=args.unit_threads,
+                     clinical=args.clinical, boxes=args.boxes, paper_sized=args.paper_sized,
+                     paper_sized_n=tuple(args.paper_sized_n))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -98,6 +98,19 @@ def test_cohort_command_finds_the_spreadsheets_and_prints_the_labels(download, t
     assert "nope.xlsx: clinical table not found" in capsys.readouterr().err
 
 
+def test_cohort_command_spreadsheets_one_level_up_flow_beside_the_paper(download, tmp_path, capsys):
+    """ROOT = the folder of the patient folders; the spreadsheets sit one level above; the flow is printed and
+    written beside the paper's (400 -> 286 -> 275 -> 270) with what can be reproduced."""
+    top, truth = download
+    out = tmp_path / "out"
+    assert cli_cohort.run(["cohort", str(top / COLLECTION_DIR), "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "beside the paper's" in text and "400" in text and "270" in text
+    side = pd.read_csv(out / "cohort_flow_beside_paper.csv")
+    assert list(side.paper_count[side.paper_step != "excluded"]) == [400, 286, 275, 270]
+    assert side.our_count.iloc[-1] == len(truth) and side.reproducible.any() and not side.reproducible.all()
+
+
 def _patients(n_pos=30, n_neg=60):
     ids = [f"Breast_MRI_{i:03d}" for i in range(1, n_pos + n_neg + 1)]
     return pd.DataFrame({"patient_id": ids, "label": [1] * n_pos + [0] * n_neg})

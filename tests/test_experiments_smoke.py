@@ -120,6 +120,7 @@ def test_report_and_compare_checks_on_a_complete_run(stores, tmp_path):
     cmp = report.insert_comparison(tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert text.count("## Comparison with the paper") == 1 and ex.NO_WEIGHTS_FLAG in text
+    assert "expected_inconsistent(0)" in text and not cmp.comparable.any()
     report.insert_comparison(tmp_path)  # idempotent
     assert (tmp_path / "report.md").read_text().count("## Comparison with the paper") == 1
     assert len(cmp) == sum(len(paper.load(n)) for n in paper.RESULT_TABLES)

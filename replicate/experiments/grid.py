@@ -92,6 +92,12 @@ class Preset:
     max_score_patches_per_patient: int | None = None
     synth: dict = field(default_factory=lambda: {"n_patients": 270, "seed": 0})  # synthetic cohort, no --data
     why: dict = field(default_factory=dict)  # setting -> why this preset departs from the paper / the net files
+    # -- issue 10 phase 2: readings the paper leaves open (docs/deviations.md), the cells run, the controls
+    test_patches: str = "box_corners"     # scoring patches: box corners + middle | Caffe oversample crops
+    svm_unit: str = "patch"               # SVM training sample: patch | patient | region (svm.fit_score)
+    pooling: str = "avg"                  # x-y pooling of spatial feature maps: avg | max (features.pool_xy)
+    cell_prefixes: tuple = ()             # () = every cell; else only cells whose id starts with one of these
+    controls: dict = field(default_factory=dict)  # {} = none; else positive/negative control cells (quick)
     # "Beyond the paper" (replicate.experiments.beyond; issue 12): cheap analyses on cached features after the grid
     beyond: bool = True                   # run them and write the report's "Beyond the paper" section
     n_perm: int = 99                      # permutations of the whole-pipeline permutation test (>= 99)
@@ -113,6 +119,15 @@ class Preset:
         return out
 
 
+#: The readings of the paper this preset chose (provenance and the report's deviations section).
+READINGS = ("test_patches", "svm_unit", "pooling")
+
+
+def readings(p: "Preset") -> dict:
+    """The reading of each setting the paper leaves open (``READINGS``) this preset uses."""
+    return {k: getattr(p, k) for k in READINGS}
+
+
 _SMOKE_WHY = "the smoke preset finishes in minutes on 2 CPU cores; it checks the pipeline, not the paper's numbers"
 PRESETS = {
     "paper": Preset("paper"),
@@ -126,6 +141,29 @@ PRESETS = {
                                      "max_train_patches_per_patient", "max_score_patches_per_patient", "beyond")},
     ),
 }
+_QUICK_WHY = ("the quick preset trains and probes for real on a synthetic cohort sized for the controls' power "
+              "(replicate.experiments.power) within 30 minutes on 2 CPU cores; it shows the harness finds a planted "
+              "effect, not the paper's numbers")
+#: quick: the cells that make the controls meaningful and fit the time. The positive control needs the deep-features
+#: + SVM cell (Table 5, GoogLeNet patch 80 poly) and at least one from-scratch net: CIFAR, the cheapest Table 3 net
+#: (GoogleNet_R costs ~10x per iteration on CPU, measured on a 15-patient cohort; GoogLeNet/VGG16 at 224 are not
+#: trained on CPU). Chosen by cost before any quick run, never by outcome.
+QUICK_CONTROL_CELLS = {"required": ["features/GoogleNet/patch=80/kernel=poly/blob=loss3/classifier"],
+                       "any_of": ["scratch/CIFAR/lr=0.0001/patch=80"],
+                       "null_effect": 0.0}
+PRESETS["quick"] = Preset(
+    "quick", n_repeats=1, n_boot=1000, scratch_epochs=8, step_epochs=3, feature_patch_sizes=(80,),
+    table6_patch_size=80, max_train_auc_patients=20, max_train_patches_per_patient=6,
+    max_score_patches_per_patient=5,
+    synth={"n_patients": 120, "seed": 0},
+    cell_prefixes=tuple(QUICK_CONTROL_CELLS["required"] + QUICK_CONTROL_CELLS["any_of"]),
+    controls=dict(QUICK_CONTROL_CELLS),
+    why={**{k: _QUICK_WHY for k in ("n_repeats", "scratch_epochs", "step_epochs", "feature_patch_sizes",
+                                     "table6_patch_size", "max_train_auc_patients",
+                                     "max_train_patches_per_patient", "max_score_patches_per_patient",
+                                     "controls")},
+         "cell_prefixes": "only the control cells run (the paper's full grid is the paper preset)"},
+)
 
 
 def solver_param(folder: str, name: str):
@@ -247,9 +285,12 @@ def cells(p: Preset) -> dict[str, list[Cell]]:
 
 
 def unique_cells(p: Preset) -> list[Cell]:
+    """The cells a preset runs (each id once): every cell, or those whose id starts with ``p.cell_prefixes``."""
     seen, out = set(), []
     for cs in cells(p).values():
         for c in cs:
+            if p.cell_prefixes and not c.id.startswith(tuple(p.cell_prefixes)):
+                continue
             if c.id not in seen:
                 seen.add(c.id)
                 out.append(c)
@@ -453,7 +494,7 @@ class Runner:
         data = fold_data(store.index, fold, self.rows(cell.patch_size), self.p.max_train_auc_patients)
         seed = self.unit_seed(cell, fold.repeat, fold.fold)
         if cell.approach == "features":
-            return svm_fold(cell, fold, data, feats)
+            return svm_fold(cell, fold, data, feats, unit=self.p.svm_unit, index=store.index)
         if cell.approach == "scratch":
             spec = scratch_spec(cell.network, self.p.scratch_variant)
             st = TrainSettings(epochs=self.p.epochs_by_input.get(spec.input_size, self.p.scratch_epochs),
@@ -486,7 +527,8 @@ class Runner:
             bar = tqdm(total=len(rows), desc=f"features {cell.network} patch {cell.patch_size}", unit="patch",
                        leave=False)
         f = cached_features(self.cache, lambda: NetPair(spec, FEATURE_BATCH, seed, self.device), store, rows,
-                            spec, blobs, weights_id(spec, seed), batch=FEATURE_BATCH, progress=bar)
+                            spec, blobs, weights_id(spec, seed), batch=FEATURE_BATCH, progress=bar,
+                            pooling=self.p.pooling)
         if bar is not None:
             bar.close()
         return {"rows": rows, "blobs": f}
@@ -515,18 +557,23 @@ class Runner:
         return results
 
 
-def svm_fold(cell: Cell, fold, data, feats) -> FoldResult:
-    """Fit standardise+SVC on the fold's training patches, score patients by their mean decision value."""
+def svm_fold(cell: Cell, fold, data, feats, unit: str = "patch", index=None) -> FoldResult:
+    """Fit standardise+SVC on the fold's training samples (``unit``: one per patch, patient or lesion region;
+    replicate.experiments.svm.fit_score; ``index`` = the store's patch index, needed unless ``unit="patch"``),
+    score patients by their mean decision value."""
     from replicate.experiments.protocol import patient_scores
-    from replicate.experiments.svm import make_svm
+    from replicate.experiments.svm import fit_score, unit_groups
     from replicate.experiments.training import split_auc
 
     rows, x = feats["rows"], feats["blobs"][cell.blob]
     where = {int(r): i for i, r in enumerate(rows)}
     xtr = x[[where[int(r)] for r in data.train_rows]]
     xsc = x[[where[int(r)] for r in data.score_rows]]
-    model = make_svm(cell.kernel).fit(xtr, data.train_labels)
-    s = model.decision_function(xsc)
+    groups = {}
+    if unit != "patch":
+        groups = {"train_groups": unit_groups(index, data.train_rows, unit),
+                  "score_groups": unit_groups(index, data.score_rows, unit)}
+    s = fit_score(cell.kernel, xtr, data.train_labels, xsc, unit=unit, **groups)
     scores = patient_scores(data.score_patients, s)
     tr_auc, te, te_y, te_s = split_auc(fold, scores, data.labels)
     return FoldResult(fold.repeat, fold.fold, te, te_y, te_s, tr_auc,

@@ -53,7 +53,7 @@ class RunConfig:
     ``patch_cache``: where the patch stores live (default ``out/patches``; stores are keyed by their
     configuration, so runs may share one)."""
 
-    preset: object = "smoke"
+    preset: object = "quick"
     data: Path | None = None
     out: Path | None = None
     device: str = "auto"
@@ -69,6 +69,10 @@ class RunConfig:
     executor: str = "local"                # "local" | "ray": where the grid's units run (experiments.dispatch)
     ray_address: str | None = None         # a running Ray cluster; None with executor "ray": start a local one
     unit_threads: int | None = None        # torch threads per unit (both executors); None: this process's count
+    clinical: Path | None = None      # Clinical_and_Other_Features.xlsx when not found near ``data``
+    boxes: Path | None = None         # Annotation_Boxes.xlsx when not found near ``data``
+    paper_sized: int = 0              # R > 0: R stratified subsets of paper_sized_n patients (cheap cells only)
+    paper_sized_n: tuple = (270, 90)  # (patients, luminal A) of each subset
 
 
 @dataclass
@@ -128,10 +132,13 @@ def code_version() -> str:
             f"package {package_version()}; source SHA1 {src}")
 
 
-def _stores(cohort_root: Path, sizes, cache: Path, progress: bool) -> dict:
+def _stores(cohort_root: Path, sizes, cache: Path, progress: bool, test_patches: str = "box_corners",
+            clinical=None, boxes=None) -> dict:
     from replicate.cohort.patches import PatchConfig, PatchStore
 
-    return {s: PatchStore.build(cohort_root, PatchConfig(patch_size=s), cache, progress=progress)
+    files = {"clinical_file": str(clinical) if clinical else None, "boxes_file": str(boxes) if boxes else None}
+    return {s: PatchStore.build(cohort_root, PatchConfig(patch_size=s, test_patches=test_patches, **files), cache,
+                                progress=progress)
             for s in sorted(set(sizes))}
 
 
@@ -203,7 +210,7 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
              *preset.feature_patch_sizes}
     t_c = time.time()
     cache = Path(config.patch_cache) if config.patch_cache is not None else run_dir / "patches"
-    stores = _stores(cohort_root, sizes, cache, config.progress)
+    stores = _stores(cohort_root, sizes, cache, config.progress, preset.test_patches, config.clinical, config.boxes)
     t_stores = time.time() - t_c
 
     runner = ex.Runner(preset, stores, run_dir, device, weights_dir=weights_dir, progress=config.progress)
@@ -212,6 +219,9 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
     finally:
         dispatch.finish(executor)
     summ = ex.summaries(preset, results)
+    from replicate.experiments import verdict_run  # issue 10 phase 2: controls, paper-sized subsets, cohort
+
+    extras = verdict_run.extras(config, preset, run_dir, device, weights_dir, runner, results, summ, stores)
 
     flags, weights = {}, []
     for net in ex.IMAGENET_NETS:
@@ -252,11 +262,14 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
         "differences": preset.differences(), "overrides": ex.overrides(preset), "fixed_choices": FIXED_CHOICES,
         "timings": {"patch stores": t_stores, **runner.timings},
         "argv": list(config.argv) or sys.argv,
+        "readings": ex.readings(preset), "cells_run": sorted(results), "synthetic": config.data is None,
+        "scratch_variant": preset.scratch_variant,
     }
     tables = report.write_all(run_dir, preset, ex.cells(preset), results, summ, flags, prov)
     if preset.beyond:  # "Beyond the paper" (issue 12): cheap analyses on the grid's scores and cached features
         from replicate.experiments.beyond import run_beyond
 
         report.insert_section(run_dir, run_beyond(runner, results, flags, config.data is None, config.progress))
+    verdict_run.finish(run_dir, extras)
     return RunResult(run_dir=run_dir, report=run_dir / "report.md", preset=preset, results=results,
                      summaries=summ, tables=tables, flags=flags, stores=stores, provenance=prov, seconds=time.time() - t0)

@@ -70,20 +70,18 @@ def _row(prow, cell, s, note) -> dict:
 
 
 def judge(d: dict) -> dict:
-    """Inside the paper's CI (or within NO_CI_TOLERANCE where it gives none), and by how much."""
+    """Our cell against the paper's: compare.judge (both uncertainties; the paper's SE from its CI, or Hanley &
+    McNeil at the paper's 90/180 where it prints none). Comparability is judged in compare.comparison."""
+    from compare.comparison import paper_n
+    from compare.verdict import judge as judge_cell
+
     ours, pap = d["ours_test_auc"], d["paper_test_auc"]
     lo, hi = d.get("paper_ci_low", np.nan), d.get("paper_ci_high", np.nan)
-    diff = ours - pap if not (pd.isna(ours) or pd.isna(pap)) else np.nan
-    if pd.isna(diff):
-        return {"diff_test": np.nan, "agrees": np.nan, "criterion": "missing", "outside_by": np.nan}
-    if not (pd.isna(lo) or pd.isna(hi)):
-        outside = max(lo - ours, ours - hi, 0.0)
-        return {"diff_test": diff, "agrees": bool(outside == 0.0), "criterion": "inside paper 95% CI",
-                "outside_by": outside}
-    tol = _paper().NO_CI_TOLERANCE
-    outside = max(abs(diff) - tol, 0.0)
-    return {"diff_test": diff, "agrees": bool(outside == 0.0), "criterion": f"|diff| <= {tol}",
-            "outside_by": outside}
+    if pd.isna(ours) or pd.isna(pap) or pd.isna(d.get("ours_ci_low", np.nan)):
+        return {"diff_test": np.nan, "verdict": "not run", "above_chance": np.nan}
+    pci = None if (pd.isna(lo) or pd.isna(hi)) else (lo, hi)
+    j = judge_cell(ours, (d["ours_ci_low"], d["ours_ci_high"]), pap, pci, paper_n=paper_n())
+    return {"diff_test": j.diff, "verdict": j.verdict, "above_chance": j.above_chance}
 
 
 def folds_table(results: dict) -> pd.DataFrame:
@@ -221,7 +219,7 @@ def _fmt(v, nd=2):
 
 
 def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
-    head = keys + ["ours train", "ours test [95% CI]", "paper train", "paper test [95% CI]", "agrees", "diff",
+    head = keys + ["ours train", "ours test [95% CI]", "paper train", "paper test [95% CI]", "verdict", "diff",
                    "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
@@ -230,7 +228,7 @@ def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
         cells = [str(r[k]) for k in keys] + [
             _fmt(r.ours_train_auc), f"{_fmt(r.ours_test_auc)} [{_fmt(r.ours_ci_low)}, {_fmt(r.ours_ci_high)}]",
             _fmt(r.paper_train_auc), f"{_fmt(r.paper_test_auc)}{pci}",
-            {True: "yes", False: "no"}.get(r.agrees, "—"), _fmt(r.diff_test, 3), r.note or ""]
+            str(r.get("verdict", "—")), _fmt(r.diff_test, 3), r.note or ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -272,6 +270,8 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
         L.append(f"- {d}")
     for d in p.get("fixed_choices", []):
         L.append(f"- {d}")
+    for k, v in p.get("readings", {}).items():
+        L.append(f"- reading `{k}` = `{v}` (the paper leaves it open; docs/deviations.md)")
     if p.get("overrides"):
         L += ["", "### Where the preset overrides a value of the net files (solver.prototxt, train_val.prototxt)", ""]
         for d in p["overrides"]:
@@ -282,8 +282,9 @@ def write_report(run_dir: Path, tables: dict, provenance: dict, comparison: str 
     L += ["", "## Results", "",
           "AUC = mean over the 10 folds of the patient-level AUC (a patient's score is the mean over its scoring "
           "patches), median over repeats; 95% CI by a percentile bootstrap over the reported repeat's patients "
-          f"(stratified by label, each keeping its fold and out-of-fold score; {p.get('n_boot')} resamples). Agreement: ours inside the paper's 95% CI (Tables 3-5), or within "
-          f"{_paper().NO_CI_TOLERANCE} of the paper where it gives no CI (Table 6, sweeps).", ""]
+          f"(stratified by label, each keeping its fold and out-of-fold score; {p.get('n_boot')} resamples). Verdict: "
+          "compare.judge (consistent / inconsistent / inconclusive, from both CIs; Hanley-McNeil SE at the paper's "
+          "90/180 where it prints no CI); whether a cell is comparable at all is in the comparison section.", ""]
     for name in ("table3", "table4", "table5", "table6", "lr_sweeps"):
         title, keys = TABLE_TITLES[name]
         L += [f"### {title}", "", markdown_table(tables[name], keys), ""]
@@ -312,39 +313,149 @@ def insert_section(run_dir: Path, markdown: str) -> None:
     atomic_write_text(path, head + markdown.rstrip() + "\n\n" + sep + tail if sep else body + "\n" + markdown)
 
 
-def comparison_markdown(run_dir: Path) -> tuple[str, pd.DataFrame]:
-    """Cell-by-cell comparison of a finished run's tables with the paper."""
-    rows = []
-    for name in ("table3", "table4", "table5", "table6", "lr_sweeps"):
-        df = pd.read_csv(Path(run_dir) / "results" / f"{name}.csv", keep_default_na=True)
-        for _, r in df.iterrows():
-            rows.append({"table": name, "cell": r["cell"], "ours": r["ours_test_auc"], "paper": r["paper_test_auc"],
-                         "paper_ci": (f"[{r['paper_ci_low']:.2f}, {r['paper_ci_high']:.2f}]"
-                                      if not pd.isna(r.get("paper_ci_low", np.nan)) else "—"),
-                         "criterion": r["criterion"], "agrees": r["agrees"], "outside_by": r["outside_by"],
-                         "diff": r["diff_test"], "note": r.get("note", "") if not pd.isna(r.get("note", "")) else ""})
-    cmp = pd.DataFrame(rows)
-    n_ok = int((cmp.agrees == True).sum())  # noqa: E712
-    lines = [f"{n_ok} of {len(cmp)} cells agree with the paper (criterion per row).", "",
-             "| table | cell | ours | paper | paper CI | criterion | agrees | outside by | diff | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for _, r in cmp.iterrows():
-        lines.append(f"| {r.table} | {r.cell} | {_fmt(r.ours)} | {_fmt(r.paper)} | {r.paper_ci} | {r.criterion} | "
-                     f"{'yes' if r.agrees == True else 'no'} | {_fmt(r.outside_by, 3)} | {_fmt(r['diff'], 3)} | "
-                     f"{r.note} |")
-    return "\n".join(lines), cmp
-
-
 def insert_comparison(run_dir: Path) -> pd.DataFrame:
-    """Write the comparison into ``report.md`` (replacing an earlier one) and ``results/comparison.csv``."""
-    text, cmp = comparison_markdown(run_dir)
-    write_csv(Path(run_dir) / "results" / "comparison.csv", cmp)
-    path = Path(run_dir) / "report.md"
+    """Write the comparison (compare.comparison) and the verdict sections into ``report.md`` (replacing earlier
+    ones) and ``results/comparison.csv``; returns the comparison frame."""
+    return insert_sections(run_dir)
+
+
+COMPARISON_MARKER = "## Comparison with the paper (pytest compare/ --run RUN)"
+
+
+def insert_sections(run_dir: Path) -> pd.DataFrame:
+    """The report's issue-10 sections, from the run's files (replicate.experiments.verdict_run) and compare/:
+    readings, controls, CI methods side by side, the cohort beside the paper's, paper-sized subsets, and the
+    comparison with the paper (compare.comparison; also written to ``results/comparison.csv``)."""
+    from compare import comparison
+
+    run_dir = Path(run_dir)
+    text, cmp = comparison.write(run_dir)
+    L = verdict_sections(run_dir)
+    path = run_dir / "report.md"
     body = path.read_text(encoding="utf-8")
-    marker = "## Comparison with the paper (pytest compare/ --run RUN)"
-    head = body.split(marker)[0] if marker in body else body + "\n"
-    atomic_write_text(path, head + marker + "\n\n" + text + "\n")
+    head = body.split(COMPARISON_MARKER)[0] if COMPARISON_MARKER in body else body + "\n"
+    atomic_write_text(path, head + "\n".join(L) + "\n" + COMPARISON_MARKER + "\n\n" + text + "\n")
     return cmp
+
+
+def verdict_sections(run_dir: Path) -> list[str]:
+    import json
+
+    res = Path(run_dir) / "results"
+    prov = json.loads((Path(run_dir) / "provenance.json").read_text())
+    L = ["## Readings of the paper this run used", ""]
+    for k, v in prov.get("readings", {}).items():
+        L.append(f"- {k}: `{v}`")
+    L.append(f"- scratch_variant (GoogleNet_R / VGG_R): `{prov.get('scratch_variant', 'table2')}`")
+    L.append("")
+    ctl = res / "controls.json"
+    L += ["## Controls (planted effect found? null not found?)", ""]
+    if ctl.exists():
+        c = json.loads(ctl.read_text())
+        sz = c["sizing"]
+        L += [f"Synthetic cohort of {c['n_patients']} patients (seed {c['seed']}). The planted effect "
+              f"(effect {c['effect']:g}) allows a patient-level AUC of at most **{c['ideal_auc']:.3f}** "
+              "(replicate.experiments.power.ideal_auc: binormal AUC of the kinetic slope).",
+              f"Sizing: smallest cohort with >= {sz.get('power_target', 0.95):.0%} power at that AUC: "
+              f"{sz.get('smallest_hanley_mcneil', {}).get('n_patients', '—')} patients (Hanley-McNeil normal "
+              f"approximation), {sz.get('smallest_simulation', {}).get('n_patients', '—')} (simulation of the "
+              f"harness's statistic); power at {c['n_patients']} patients: "
+              + ", ".join(f"AUC {r['auc']:.2f}: {r['power']:.3f}" for r in sz.get("at_cohort", [])) + ".",
+              "", f"Each cell: one-sided p of AUC > 0.5 from its 95% CI, Holm-corrected across the "
+              f"{len(c['positive']['rows'])} cells checked (alpha {c['alpha_one_sided']:g}).", "",
+              "| cohort | cell | test AUC [95% CI] | allowed by the effect | p (Holm) | found |", "|---|---|---|---|---|---|"]
+        for which, eff, allowed in (("positive", c["effect"], c["ideal_auc"]), ("negative", c["null_effect"], 0.5)):
+            for r in c[which]["rows"]:
+                L.append(f"| effect {eff:g} | {r['cell']} | {_fmt(r['auc'])} [{_fmt(r['ci_low'])}, "
+                         f"{_fmt(r['ci_high'])}] | {allowed:.3f} | {r['p_holm']:.4f} | {'yes' if r['found'] else 'no'} |")
+        L += ["", f"- **Positive control**: {'PASSED' if c['positive']['passed'] else 'FAILED'} "
+              f"({c['positive']['why']}; required: {', '.join(c['required'])}; at least one of: "
+              f"{', '.join(c['any_of'])})",
+              f"- **Negative control** (effect {c['null_effect']:g}, a second cohort in `null/`): "
+              f"{'PASSED' if c['negative']['passed'] else 'FAILED'} ({c['negative']['why']})", ""]
+    else:
+        L += ["_No controls in this run_ (the preset has none, or the cohort is real data).", ""]
+    cim = res / "ci_methods.csv"
+    if cim.exists():
+        t = pd.read_csv(cim)
+        L += ["## CI methods side by side", "",
+              "Patient bootstrap (primary; protocol.bootstrap_ci), fold-AUC bootstrap (the 10 fold AUCs resampled; "
+              "protocol.fold_bootstrap_ci; a reading of the paper's 'bootstrapping strategy'), spread over the "
+              "repeats (min / median / max).", "",
+              "| cell | test AUC | patient bootstrap | fold bootstrap | repeats (n: min / median / max) |",
+              "|---|---|---|---|---|"]
+        for _, r in t.iterrows():
+            L.append(f"| {r.cell} | {_fmt(r.test_auc)} | [{_fmt(r.patient_ci_low)}, {_fmt(r.patient_ci_high)}] | "
+                     f"[{_fmt(r.fold_ci_low)}, {_fmt(r.fold_ci_high)}] | {int(r.n_repeats)}: {_fmt(r.repeat_min)} / "
+                     f"{_fmt(r.repeat_median)} / {_fmt(r.repeat_max)} |")
+        L.append("")
+    L += cohort_section(res)
+    ps = res / "paper_sized.csv"
+    if ps.exists():
+        t = pd.read_csv(ps)
+        L += ["## Paper-sized subsets (--paper-sized)", "",
+              "Deep-feature cells only (features cached, one SVM fit per fold); the trained nets are not rerun per "
+              "subset (out of reach on CPU).", "", "| cell | draws | n | min | median | max |", "|---|---|---|---|---|---|"]
+        for cid, g in t.groupby("cell"):
+            L.append(f"| {cid} | {len(g)} | {int(g.n_patients.iloc[0])} ({int(g.n_luminal_a.iloc[0])} luminal A) | "
+                     f"{_fmt(g.test_auc.min())} | {_fmt(g.test_auc.median())} | {_fmt(g.test_auc.max())} |")
+        L.append("")
+    return L
+
+
+def cohort_section(res: Path) -> list[str]:
+    """Our flow beside the paper's (replicate.cohort.flow.flow_beside_paper with compare.paper.cohort_flow()),
+    the label prevalence and cross-tab, the '90 of 270' conflict and the HER2-borderline count."""
+    import json
+
+    from replicate.cohort.flow import flow_beside_paper
+
+    L = ["## The cohort beside the paper's", ""]
+    fl = res / "cohort_flow.csv"
+    if fl.exists():
+        side = flow_beside_paper(pd.read_csv(fl), paper_flow_steps())
+        L += ["| paper step | paper reason | paper count | our reasons | our count | reproducible | why |",
+              "|---|---|---|---|---|---|---|"]
+        for _, r in side.iterrows():
+            L.append(f"| {r.paper_step} | {r.paper_reason} | {r.paper_count} | {r.our_reasons} | "
+                     f"{'—' if pd.isna(r.our_count) else int(r.our_count)} | {'yes' if r.reproducible else 'no'} | "
+                     f"{r.why} |")
+        L.append("")
+    lab = res / "cohort_labels.json"
+    if lab.exists():
+        d = json.loads(lab.read_text())
+        f = _paper().facts()
+        if "unavailable" in d:
+            L.append(f"- labels: {d['unavailable']}")
+        else:
+            L.append(f"- label rule: {d['rule']}")
+            for pop in ("labelled", "included"):
+                p = d.get(pop, {})
+                if p:
+                    L.append(f"- {pop}: {p['luminal_a']} luminal A of {p['n']} (prevalence {p['prevalence']:.3f}); "
+                             f"agree with Mol Subtype luminal-like: {p['agree_luminal_like']} of "
+                             f"{p['mol_subtype_known']}")
+            L.append(f"- the paper: {f['luminal_a']} luminal A of {f['patients_included']} (prevalence "
+                     f"{f['luminal_a'] / f['patients_included']:.3f}); the ER/PR+ HER2- rule usually gives a much "
+                     "higher prevalence: this run assumed the rule above, not the paper's count")
+            hb = d.get("her2_borderline", {})
+            L.append(f"- HER2-borderline: setting `{hb.get('setting')}`, {hb.get('borderline_hr_positive')} "
+                     f"HR-positive borderline patients moved by it ({hb.get('included_affected')} included)")
+    sub = res / "cohort_subtypes.csv"
+    if sub.exists():
+        t = pd.read_csv(sub)
+        L += ["", "Our label (rows) x spreadsheet Mol Subtype (columns):", "",
+              "| " + " | ".join(map(str, t.columns)) + " |", "|" + "---|" * len(t.columns)]
+        for _, r in t.iterrows():
+            L.append("| " + " | ".join(str(v) for v in r) + " |")
+    L.append("")
+    return L
+
+
+def paper_flow_steps() -> list[dict]:
+    """compare.paper.cohort_flow() as flow_beside_paper's ``paper_steps``."""
+    t = _paper().cohort_flow()
+    return [{"step": r.stage, "reason": r.reason, "count": int(r["count"])} for _, r in t.iterrows()]
 
 
 def write_all(run_dir: Path, preset, cell_lists, results, summ, flags, provenance) -> dict:
@@ -354,6 +465,9 @@ def write_all(run_dir: Path, preset, cell_lists, results, summ, flags, provenanc
     for name, df in tables.items():
         write_csv(run_dir / "results" / f"{name}.csv", df)
     write_csv(run_dir / "results" / "folds.csv", folds_table(results))
+    from replicate.experiments import verdict_run  # issue 10: predictions.csv, ci_methods.csv
+
+    verdict_run.write_predictions(run_dir, preset, results)
     atomic_write_json(run_dir / "results" / "summary.json",
                       {cid: {**s, "flag": flags.get(cid, "")} for cid, s in summ.items()})
     figs = run_dir / "figures"

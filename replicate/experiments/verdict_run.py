@@ -1,0 +1,168 @@
+"""What a run adds for the paper-parity verdict (issue 10, phase 2): the controls (a planted-effect cohort and a
+null cohort, ``effect = 0``, inside the same run), every CI reading per cell, the out-of-fold predictions, the
+cohort's label summary and the ``--paper-sized`` subsets. Nothing here reads the paper's numbers (the report and
+``compare/`` put them beside ours).
+
+Files written under the run folder (atomically):
+
+- ``results/predictions.csv``: ``patient, cell, repeat, fold, score, label`` for every test patient of every fold
+  (replicate.experiments.paired.predictions_frame), so any statistic can be recomputed outside the harness.
+- ``results/ci_methods.csv``: per cell the patient bootstrap (primary), the fold-AUC bootstrap and the spread over
+  repeats (replicate.experiments.protocol.ci_methods).
+- ``results/controls.json`` (presets with ``controls``, synthetic cohort only): the cohort sizing
+  (replicate.experiments.power.control_sizing), each control cell's AUC and CI on the planted cohort and on the
+  null cohort, Holm-corrected (replicate.experiments.controls), and whether each control passes.
+- ``results/cohort_labels.json``, ``results/cohort_subtypes.csv``, ``results/cohort_flow.csv``: the loader's label
+  summary (prevalence, agreement with ``Mol Subtype``, HER2-borderline count), the cross-tab and our flow.
+- ``results/paper_sized.csv`` (``--paper-sized R``): each deep-feature cell's AUC on each of R stratified subsets
+  (replicate.cohort.flow.paper_sized_subsets), and its spread.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from replicate.experiments.runstate import atomic_write_json, atomic_write_text
+
+
+def _csv(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+
+
+def ci_methods_frame(preset, results: dict) -> pd.DataFrame:
+    """One row per cell: ``cell, test_auc, patient_ci_low, patient_ci_high, fold_ci_low, fold_ci_high,
+    n_repeats, repeat_min, repeat_median, repeat_max`` (AUC units)."""
+    from replicate.experiments.protocol import ci_methods
+
+    rows = []
+    for cid, rs in sorted(results.items()):
+        m = ci_methods(rs, n_folds=preset.n_folds, n_boot=preset.n_boot, seed=preset.seed)
+        rows.append({"cell": cid, "test_auc": m["test_auc"],
+                     "patient_ci_low": m["patient_bootstrap"][0], "patient_ci_high": m["patient_bootstrap"][1],
+                     "fold_ci_low": m["fold_bootstrap"][0], "fold_ci_high": m["fold_bootstrap"][1],
+                     "n_repeats": m["repeats"]["n_repeats"], "repeat_min": m["repeats"]["min"],
+                     "repeat_median": m["repeats"]["median"], "repeat_max": m["repeats"]["max"]})
+    return pd.DataFrame(rows)
+
+
+def write_predictions(run_dir: Path, preset, results: dict) -> None:
+    """``results/predictions.csv`` and ``results/ci_methods.csv`` of every run (called by report.write_all)."""
+    from replicate.experiments.paired import predictions_frame
+
+    res = Path(run_dir) / "results"
+    _csv(res / "predictions.csv", predictions_frame(results))
+    _csv(res / "ci_methods.csv", ci_methods_frame(preset, results))
+
+
+def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict, stores: dict) -> dict:
+    """The positive control (this run's planted cohort) and the negative control (a second synthetic cohort with
+    ``preset.controls["null_effect"]``, written to ``run_dir/null``, same size and seed, same cells), each
+    Holm-corrected over the control cells (replicate.experiments.controls). Returns plain data for
+    ``results/controls.json``."""
+    from replicate.cohort.synth import SynthConfig, generate
+    from replicate.experiments import controls, power
+    from replicate.experiments import grid as ex
+    from replicate.experiments.pipeline import _stores
+
+    spec = preset.controls
+    ids = list(spec["required"]) + list(spec["any_of"])
+    n = int(preset.synth.get("n_patients", 270))
+    seed = int(preset.synth.get("seed", 0))
+    null_effect = float(spec.get("null_effect", 0.0))
+    null_dir = run_dir / "null"
+    cohort = null_dir / "cohort"
+    if not (cohort / "synthetic_truth.csv").exists():
+        if config.progress:
+            print(f"negative control: a synthetic cohort of {n} patients with effect {null_effect} in {cohort}",
+                  file=sys.stderr)
+        generate(cohort, SynthConfig(patients=n, seed=seed, effect=null_effect), overwrite=True,
+                 progress=config.progress)
+    null_stores = _stores(cohort, sorted(stores), null_dir / "patches", config.progress, preset.test_patches)
+    runner = ex.Runner(replace(preset, name=preset.name + "-null"), null_stores, null_dir, device,
+                       weights_dir=weights_dir, progress=config.progress)
+    todo = [c for c in ex.unique_cells(preset) if c.id in ids]
+    null_summ = ex.summaries(preset, runner.run_all(todo))
+
+    def rows(s):
+        return controls.check_cells({c: (s[c]["test_auc"], (s[c]["ci_low"], s[c]["ci_high"])) for c in ids if c in s})
+
+    pos_rows, neg_rows = rows(summ), rows(null_summ)
+    pos_ok, pos_why = controls.positive_control_passes(pos_rows, list(spec["required"]), list(spec["any_of"]))
+    neg_ok, neg_why = controls.negative_control_passes(neg_rows)
+    return {
+        "effect": float(config.synth_effect), "null_effect": null_effect, "n_patients": n, "seed": seed,
+        "required": list(spec["required"]), "any_of": list(spec["any_of"]),
+        "sizing": power.control_sizing(config.synth_effect, n_patients=n),
+        "ideal_auc": power.ideal_auc(config.synth_effect),
+        "positive": {"rows": pos_rows, "passed": pos_ok, "why": pos_why},
+        "negative": {"rows": neg_rows, "passed": neg_ok, "why": neg_why},
+        "alpha_one_sided": controls.ALPHA, "method": controls.__doc__.strip().splitlines()[0],
+        "timings": runner.timings,
+    }
+
+
+def paper_sized(config, preset, run_dir: Path, device, weights_dir, main_runner, stores: dict) -> pd.DataFrame:
+    """Each deep-feature cell's protocol summary on ``config.paper_sized`` stratified subsets of
+    ``config.paper_sized_n`` = (patients, luminal A) of the run's cohort. Only the deep-feature cells are rerun
+    (features are cached; an SVM fit per fold is cheap): retraining nets R times is out of reach on CPU."""
+    from replicate.cohort.flow import paper_sized_subsets
+    from replicate.experiments import grid as ex
+    from replicate.experiments.protocol import patient_folds, repeat_seed
+
+    n, n_pos = (int(v) for v in config.paper_sized_n)
+    subsets = paper_sized_subsets(main_runner.patients, n=n, n_pos=n_pos, draws=int(config.paper_sized),
+                                  seed=preset.seed)
+    todo = [c for c in ex.unique_cells(preset) if c.approach == "features"]
+    rows = []
+    for k, ids in enumerate(subsets):
+        r = ex.Runner(preset, stores, run_dir / "paper_sized" / f"draw{k}", device, weights_dir=weights_dir,
+                      progress=False)
+        r.cache = main_runner.cache
+        r.patients = main_runner.patients[main_runner.patients.patient_id.isin(set(ids))].reset_index(drop=True)
+        r.folds = {rep: patient_folds(r.patients, preset.n_folds, seed=repeat_seed(preset.seed, rep), repeat=rep)
+                   for rep in range(preset.n_repeats)}
+        for cid, s in ex.summaries(preset, r.run_all(todo)).items():
+            rows.append({"draw": k, "cell": cid, "n_patients": n, "n_luminal_a": n_pos, "test_auc": s["test_auc"],
+                         "ci_low": s["ci_low"], "ci_high": s["ci_high"]})
+    return pd.DataFrame(rows, columns=["draw", "cell", "n_patients", "n_luminal_a", "test_auc", "ci_low", "ci_high"])
+
+
+def extras(config, preset, run_dir: Path, device, weights_dir, runner, results: dict, summ: dict,
+           stores: dict) -> dict:
+    """Everything this module computes for a finished grid (plain data; written by :func:`finish`)."""
+    out = {}
+    if preset.controls and config.data is None:
+        out["controls"] = run_controls(config, preset, Path(run_dir), device, weights_dir, summ, stores)
+    if config.paper_sized:
+        out["paper_sized"] = paper_sized(config, preset, Path(run_dir), device, weights_dir, runner, stores)
+    cohort = stores[sorted(stores)[0]].cohort
+    if cohort is not None:
+        try:
+            out["cohort_labels"] = cohort.label_summary()
+            out["cohort_subtypes"] = cohort.subtype_crosstab("labelled").reset_index()
+            out["cohort_flow"] = cohort.flow()
+        except Exception as exc:  # informative only: a synthetic cohort may lack the columns
+            out["cohort_labels"] = {"unavailable": str(exc)}
+    return out
+
+
+def finish(run_dir: Path, ex: dict) -> None:
+    """Write :func:`extras`' files, then the report's verdict sections and ``results/comparison.csv``
+    (replicate.experiments.report.insert_sections)."""
+    res = Path(run_dir) / "results"
+    if "controls" in ex:
+        atomic_write_json(res / "controls.json", ex["controls"])
+    if "paper_sized" in ex:
+        _csv(res / "paper_sized.csv", ex["paper_sized"])
+    if "cohort_labels" in ex:
+        atomic_write_text(res / "cohort_labels.json", json.dumps(ex["cohort_labels"], indent=1, default=str))
+    for k in ("cohort_subtypes", "cohort_flow"):
+        if k in ex:
+            _csv(res / f"{k}.csv", ex[k])
+    from replicate.experiments import report
+
+    report.insert_sections(Path(run_dir))
