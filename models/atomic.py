@@ -37,11 +37,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     try:
         yield Path(tmp)
         _fsync(tmp)
+        # mkstemp creates 0600; give the file the mode an ordinary open() would (0666 less the umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(p) -> None:

@@ -16,7 +16,7 @@ SUBCOMMANDS = [
     ("cohort", "replicate.cli_cohort", "load a cohort: exclusion flow and a Table-1-like scanner table"),
     ("patches", "replicate.cli_cohort", "build (or resume) the patch store for one preprocessing configuration"),
     ("plan", "replicate.cli_plan", "what a preset's grid will cost: units, FLOP, estimated wall time"),
-    ("run", "replicate.cli_run", "run the paper's experiments (preset smoke or paper) and write the report"),
+    ("run", "replicate.cli_run", "run the paper's experiments (preset quick, smoke or paper) and write the report"),
 ]
 
 

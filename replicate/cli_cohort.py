@@ -80,7 +80,7 @@ def add_cohort_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clinical", metavar="FILE", help="Clinical_and_Other_Features.xlsx (default: found near ROOT)")
     p.add_argument("--boxes", metavar="FILE", help="Annotation_Boxes.xlsx (default: found near ROOT)")
     p.add_argument("--out", help="folder for cohort_flow.csv, cohort_table1.csv, cohort_subtypes.csv, "
-                                 "cohort_patients.csv (default ./cohort-<root name>)")
+                                 "cohort_patients.csv and cohort_flow_beside_paper.csv (default ./cohort-<root name>)")
     _add_loader_arguments(p)
 
 

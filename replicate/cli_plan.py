@@ -15,7 +15,7 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="paper", help="grid preset (smoke, paper; default paper)")
+    p.add_argument("--preset", default="paper", help="grid preset (quick, smoke, paper; default paper)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--data", metavar="ROOT", help="count patches from this cohort's Annotation_Boxes.xlsx")
     g.add_argument("--paper-cohort", action="store_true",

@@ -26,3 +26,14 @@ def test_failure_keeps_old_file_and_no_temp(tmp_path):
             raise RuntimeError("killed")
     assert p.read_text() == "old\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.txt"]
+
+
+def test_written_file_gets_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+    from models import atomic
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644

@@ -573,6 +573,9 @@ def generate(out: str | Path, cfg: SynthConfig, overwrite: bool = False, progres
             raise ConfigError(f"synth: {out} exists and is not empty (use --overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.part-", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates 0700; the cohort folder gets an ordinary folder's mode
     try:
         faults = dict((p, k) for k, p in cfg.faults)
         jobs = [(i, cfg, faults.get(patient_id(i), ""), str(tmp)) for i in range(1, cfg.patients + 1)]
