@@ -19,9 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 
-#: Tolerance where the paper gives no CI (training AUCs, Table 6, Figure 2 sweeps): |ours - paper| <= this.
-NO_CI_TOLERANCE = 0.05
-
 #: The key columns identifying a row of each table (a run's rows are joined to the paper's on these).
 TABLE_KEYS = {
     "table1": ["scanner", "field_strength_t"],

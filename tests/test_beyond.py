@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,20 +16,6 @@ from replicate.experiments import beyond
 from replicate.experiments import grid as ex
 from replicate.experiments.protocol import FoldResult
 
-N_PATIENTS, SEED = 33, 0
-
-
-@pytest.fixture(scope="module")
-def synth_root(request, tmp_path_factory):
-    """The cohort of tests/test_run_api.py (same folder in pytest's cache, written once)."""
-    from replicate.cohort.synth import SynthConfig, generate
-
-    cache = getattr(request.config, "cache", None)
-    name = f"synth-effect0-{N_PATIENTS}-{SEED}"
-    root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
-    if not (root / "cohort" / "synthetic_truth.csv").exists():
-        generate(root / "cohort", SynthConfig(patients=N_PATIENTS, seed=SEED, effect=0.0), overwrite=True)
-    return root
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and the code that computes it are unchanged (issue 8)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,20 +13,6 @@ from replicate import RunConfig, RunResult, run
 from replicate.experiments import grid as ex
 from replicate.experiments.protocol import FoldResult
 
-N_PATIENTS, SEED = 33, 0
-
-
-@pytest.fixture(scope="module")
-def synth_root(request, tmp_path_factory):
-    """The cohort of tests/test_experiments_smoke.py (same folder in pytest's cache, written once)."""
-    from replicate.cohort.synth import SynthConfig, generate
-
-    cache = getattr(request.config, "cache", None)
-    name = f"synth-effect0-{N_PATIENTS}-{SEED}"
-    root = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
-    if not (root / "cohort" / "synthetic_truth.csv").exists():
-        generate(root / "cohort", SynthConfig(patients=N_PATIENTS, seed=SEED, effect=0.0), overwrite=True)
-    return root
 
 
 @pytest.fixture
