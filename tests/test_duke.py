@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
 from replicate.cohort.duke import CohortSettings, luminal_a, read_clinical, scan_cohort

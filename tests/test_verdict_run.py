@@ -5,7 +5,6 @@ The run folders here are fabricated from known fold results through the real wri
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import replace
