@@ -329,12 +329,7 @@ def train_fold(spec: NetSpec, store, fold: Fold, data: FoldData, settings: Train
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     bs = settings.batch_size
-    iters = math.ceil(len(data.train_rows) / bs)
-    if settings.max_iters_per_epoch:
-        iters = min(iters, settings.max_iters_per_epoch)
-    mult = None
-    if spec.new_layers:
-        mult = (settings.last_lr if settings.last_lr is not None else settings.base_lr * 10) / settings.base_lr
+    iters, mult = _iters_and_new_lr_mult(spec, data, settings)
     pair = NetPair(spec, bs, seed, device, new_lr_mult=mult)
     solver = make_solver(spec, pair.train_module, settings, iters)
     curves = {"epoch": [], "train_auc": [], "test_auc": [], "loss": [], "lr": []}
@@ -537,6 +532,18 @@ class TrainJob:
     seed: int
 
 
+def _iters_and_new_lr_mult(spec, data, settings) -> tuple[int, float | None]:
+    """Iterations per epoch (ceil of training rows / batch, capped by ``max_iters_per_epoch``) and the lr multiplier
+    of the re-initialised layers (``last_lr / base_lr``; 10x when ``last_lr`` is unset), shared by both paths."""
+    iters = math.ceil(len(data.train_rows) / settings.batch_size)
+    if settings.max_iters_per_epoch:
+        iters = min(iters, settings.max_iters_per_epoch)
+    mult = None
+    if spec.new_layers:
+        mult = (settings.last_lr if settings.last_lr is not None else settings.base_lr * 10) / settings.base_lr
+    return iters, mult
+
+
 def _job_steps(job: TrainJob, device: torch.device, options: DeviceOptions, progress=None):
     """A generator running one unit on the device path: it yields after every iteration and after every epoch's
     scoring, and returns (StopIteration.value) the unit's FoldResult. Every random draw comes from the unit's own
@@ -544,12 +551,7 @@ def _job_steps(job: TrainJob, device: torch.device, options: DeviceOptions, prog
     spec, fold, data, settings = job.spec, job.fold, job.data, job.settings
     gen = torch.Generator(device=device).manual_seed(int(job.seed))
     bs = settings.batch_size
-    iters = math.ceil(len(data.train_rows) / bs)
-    if settings.max_iters_per_epoch:
-        iters = min(iters, settings.max_iters_per_epoch)
-    mult = None
-    if spec.new_layers:
-        mult = (settings.last_lr if settings.last_lr is not None else settings.base_lr * 10) / settings.base_lr
+    iters, mult = _iters_and_new_lr_mult(spec, data, settings)
     pair = NetPair(spec, bs, job.seed, device, new_lr_mult=mult)
     if options.compile and device.type == "cuda":
         pair.train_module.forward = torch.compile(pair.train_module.forward, dynamic=False)
