@@ -67,6 +67,7 @@ def test_net_input_scaling():
         assert x[0, c, 0, 0] == pytest.approx(255 * 0.25 - IMAGENET_MEAN_BGR[c])
         assert x[1, c, 5, 5] == pytest.approx(255 - IMAGENET_MEAN_BGR[c])
     s = to_net_input(p, 10, "scratch")
-    assert s[0].max() == pytest.approx(0.25) and s[1].min() == pytest.approx(1.0)
+    # Caffe's DataTransformer on an 8-bit image with no mean and no scale declared: 0..255 values
+    assert s[0].max() == pytest.approx(255 * 0.25) and s[1].min() == pytest.approx(255.0)
     with pytest.raises(ConfigError):
         to_net_input(p, 10, "bgr")

@@ -17,8 +17,13 @@
    images minus a per-channel mean, shared/notes/caffe-semantics.md): ``v = clip((x - LOW) / (HIGH - LOW), 0, 1) *
    255`` with LOW = -0.5, HIGH = 1.5, then the mean (104, 117, 123) is subtracted channel by channel; patch channel
    c (post<c+1> - pre) goes to blob channel c (the B, G, R slots in that order). ``style="scratch"`` (the paper's
-   nets trained from scratch): the same 0..1 value ``clip((x - LOW) / (HIGH - LOW), 0, 1)``, i.e. Caffe's
-   ``scale: 0.00390625`` applied to the 0..255 image, without a mean.
+   nets trained from scratch): the same 0..255 value ``clip((x - LOW) / (HIGH - LOW), 0, 1) * 255`` without a
+   mean: what Caffe's DataTransformer (data_transformer.cpp: ``(datum - mean) * scale``) gives for an 8-bit patch
+   image when the TRAIN data layer's ``transform_param`` declares neither a mean nor a ``scale``, as
+   ``prototxt/{cifar,googlenet_r*,vgg_r*}/train_val.prototxt`` do. A ``scale`` the layer does declare is applied by
+   ``replicate.experiments.training.prepare`` (``NetSpec.scale``). Up to 0.1.0 this style gave 0..1 (an unstated
+   ``scale: 0.00390625``), which left BVLC CIFAR's conv1 filler (N(0, 0.0001), sized for 0..255 input) with
+   activations ~255x too small to learn from in the quick preset's iterations.
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ def reference_intensity(pre: np.ndarray) -> float:
 
 
 def to_net_input(patches: np.ndarray, size: int, style: str = "imagenet") -> np.ndarray:
-    """Stored patches (N, 3, S, S) in relative-enhancement units -> float32 (N, 3, size, size) for a Caffe net."""
+    """Stored patches (N, 3, S, S) in relative-enhancement units -> float32 (N, 3, size, size) for a Caffe net:
+    0..255 (``style="scratch"``) or 0..255 minus the BGR mean (``style="imagenet"``); module docstring, step 4.
+    Raises ConfigError for another style or a shape that is not (N, 3, S, S)."""
     if style not in ("imagenet", "scratch"):
         raise ConfigError(f"to_net_input: style must be 'imagenet' or 'scratch', got {style!r}")
     x = np.asarray(patches, dtype=np.float32)
@@ -82,8 +89,8 @@ def to_net_input(patches: np.ndarray, size: int, style: str = "imagenet") -> np.
         hwc = x.transpose(0, 2, 3, 1)
         x = np.stack([cv2.resize(np.ascontiguousarray(p), (size, size), interpolation=cv2.INTER_LINEAR)
                       for p in hwc]).transpose(0, 3, 1, 2) if n else np.zeros((0, 3, size, size), np.float32)
-    v = np.clip((x - LOW) / (HIGH - LOW), 0.0, 1.0)
+    v = np.clip((x - LOW) / (HIGH - LOW), 0.0, 1.0) * 255.0
     if style == "scratch":
         return np.ascontiguousarray(v, dtype=np.float32)
-    v = v * 255.0 - np.asarray(IMAGENET_MEAN_BGR, np.float32)[None, :, None, None]
+    v = v - np.asarray(IMAGENET_MEAN_BGR, np.float32)[None, :, None, None]
     return np.ascontiguousarray(v, dtype=np.float32)

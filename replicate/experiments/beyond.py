@@ -86,8 +86,17 @@ class _Steps:
         self.ran[name] = f"{time.perf_counter() - t0:.1f} s"
 
 
-def not_comparable(preset, flags: dict, synthetic: bool) -> list[str]:
-    """Why the run's numbers cannot be set beside the paper's (empty: comparable)."""
+def not_comparable(preset, flags: dict, synthetic: bool, provenance: dict | None = None) -> list[str]:
+    """Why the run's numbers cannot be set beside the paper's (empty: comparable).
+
+    With the run's ``provenance`` this is the comparison's own gate (``compare.comparison.run_gate``: synthetic
+    cohort, a preset departing from the paper's with its departures named, folds x repeats below the paper's)
+    plus the cells' flags (no or unverified weights), so the section is flagged exactly as ``comparison.csv``'s
+    cells are; without it (a bare call), the same reasons from the preset alone."""
+    if provenance is not None:
+        from compare.comparison import run_gate
+
+        return run_gate(provenance) + sorted(set(flags.values()))
     why = []
     if synthetic:
         why.append("synthetic cohort")
@@ -311,13 +320,15 @@ def _bar(total, desc, enabled):
 
 # ------------------------------------------------------------------------------------------------ entry point
 def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool = False,
-               progress: bool = True) -> str:
+               progress: bool = True, provenance: dict | None = None) -> str:
     """Run every "beyond the paper" analysis on a finished grid; write the five result files (+ the learning-curve
     figure and ``results/handcrafted_features.csv``) under ``runner.run_dir``; return the report's section.
 
     ``runner``: the :class:`replicate.experiments.grid.Runner` that ran the grid (its preset, patch stores, feature
     cache, patients and RunState); ``results``: its ``run_all()`` output; ``flags``: cell id -> flag (e.g. no
-    pretrained weights); ``synthetic``: the cohort is synthetic. Raises ProtocolError for inconsistent results."""
+    pretrained weights); ``synthetic``: the cohort is synthetic; ``provenance``: the run's provenance, whose
+    comparability gate (``compare.comparison.run_gate``) flags the section. Raises ProtocolError for inconsistent
+    results."""
     flags = flags or {}
     p = runner.p
     run_dir = Path(runner.run_dir)
@@ -352,7 +363,7 @@ def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool
               lambda: _learning_curve(runner, feats, hc, res_dir / "learning_curve.csv",
                                       fig_dir / "learning_curve.png", progress))
     seconds = time.perf_counter() - t0
-    return section(run_dir, not_comparable(p, flags, synthetic), steps.ran, seconds)
+    return section(run_dir, not_comparable(p, flags, synthetic, provenance), steps.ran, seconds)
 
 
 # ------------------------------------------------------------------------------------------------ report

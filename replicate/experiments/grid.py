@@ -147,19 +147,22 @@ _QUICK_WHY = ("the quick preset trains and probes for real on a synthetic cohort
 #: quick: the cells that make the controls meaningful and fit the time. The positive control needs the deep-features
 #: + SVM cell (Table 5, GoogLeNet patch 80 poly) and at least one from-scratch net: CIFAR, the cheapest Table 3 net
 #: (GoogleNet_R costs ~10x per iteration on CPU, measured on a 15-patient cohort; GoogLeNet/VGG16 at 224 are not
-#: trained on CPU). Chosen by cost before any quick run, never by outcome.
+#: trained on CPU). Chosen by cost before any quick run, never by outcome. Every GoogLeNet deep-feature cell of
+#: Tables 5 and 6 runs as well (``QUICK_FEATURE_CELLS``): they share two forward passes (patch 80 and 120) and cost
+#: SVM fits only, and they give "Beyond the paper" its paired tests (kernels, layers), nested CV and permutation
+#: headline (Table 5's patch 120 poly). VGG16 features (a 224 forward ~10x GoogLeNet's) are left to the paper preset.
 QUICK_CONTROL_CELLS = {"required": ["features/GoogleNet/patch=80/kernel=poly/blob=loss3/classifier"],
                        "any_of": ["scratch/CIFAR/lr=0.0001/patch=80"],
                        "null_effect": 0.0}
+QUICK_FEATURE_CELLS = ["features/GoogleNet/"]   # Table 5 GoogLeNet rows and every Table 6 layer
 PRESETS["quick"] = Preset(
-    "quick", n_repeats=1, n_boot=1000, scratch_epochs=8, step_epochs=3, feature_patch_sizes=(80,),
-    table6_patch_size=80, max_train_auc_patients=20, max_train_patches_per_patient=6,
+    "quick", n_repeats=1, n_boot=1000, scratch_epochs=8, step_epochs=3,
+    max_train_auc_patients=20, max_train_patches_per_patient=6,
     max_score_patches_per_patient=5,
     synth={"n_patients": 120, "seed": 0},
-    cell_prefixes=tuple(QUICK_CONTROL_CELLS["required"] + QUICK_CONTROL_CELLS["any_of"]),
+    cell_prefixes=tuple(QUICK_CONTROL_CELLS["required"] + QUICK_CONTROL_CELLS["any_of"] + QUICK_FEATURE_CELLS),
     controls=dict(QUICK_CONTROL_CELLS),
-    why={**{k: _QUICK_WHY for k in ("n_repeats", "scratch_epochs", "step_epochs", "feature_patch_sizes",
-                                     "table6_patch_size", "max_train_auc_patients",
+    why={**{k: _QUICK_WHY for k in ("n_repeats", "scratch_epochs", "step_epochs", "max_train_auc_patients",
                                      "max_train_patches_per_patient", "max_score_patches_per_patient",
                                      "controls")},
          "cell_prefixes": "only the control cells run (the paper's full grid is the paper preset)"},
@@ -333,7 +336,8 @@ def _spec(network, folder: Path, train: bool, weights, resize, new_layers):
         if t["crop_size"] and t["crop_size"] != size:
             raise ConfigError(f"{tv}: crop_size {t['crop_size']} but {deploy} takes {size}")
         return NetSpec(network, deploy, tv, folder / "solver.prototxt", size, resize=resize,
-                       style="imagenet" if t["mean"] else "scratch", mirror=t["mirror"], weights=weights,
+                       style="imagenet" if t["mean"] else "scratch", mirror=t["mirror"],
+                       scale=t["scale"] or 1.0, weights=weights,
                        new_layers=tuple(new_layers))
     return NetSpec(network, deploy, None, None, size, style="imagenet", weights=weights)
 

@@ -269,7 +269,8 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
     if preset.beyond:  # "Beyond the paper" (issue 12): cheap analyses on the grid's scores and cached features
         from replicate.experiments.beyond import run_beyond
 
-        report.insert_section(run_dir, run_beyond(runner, results, flags, config.data is None, config.progress))
+        report.insert_section(run_dir, run_beyond(runner, results, flags, config.data is None, config.progress,
+                                                       provenance=prov))
     verdict_run.finish(run_dir, extras)
     return RunResult(run_dir=run_dir, report=run_dir / "report.md", preset=preset, results=results,
                      summaries=summ, tables=tables, flags=flags, stores=stores, provenance=prov, seconds=time.time() - t0)

@@ -8,9 +8,10 @@ epoch, giving the per-epoch training and test AUC curves of Figure 2 and the fin
   loss_weight 0.3 included; Caffe's objective via ``CaffeModule.loss``) is trained; ``deploy.prototxt`` in TEST
   phase (dropout off) shares its parameters by layer name and scores the patches, as Caffe's test net does.
   Parameters start from Caffe's fillers (``models.to_torch``, seeded) or an ImageNet caffemodel.
-- Input: the TRAIN data layer's ``transform_param`` (crop_size, mirror, mean) and ``batch_size`` are honoured the
-  way Caffe's DataTransformer applies them (random crop and mirror in TRAIN, centre crop in TEST); the mean is
-  subtracted by ``replicate.cohort.preprocess.to_net_input(style="imagenet")`` when the layer declares one.
+- Input: the TRAIN data layer's ``transform_param`` (crop_size, mirror, mean, scale) and ``batch_size`` are honoured
+  the way Caffe's DataTransformer applies them to an 8-bit patch image (``(pixel - mean) * scale`` on 0..255
+  values; random crop and mirror in TRAIN, centre crop in TEST); the mean is subtracted by
+  ``replicate.cohort.preprocess.to_net_input(style="imagenet")`` when the layer declares one.
 - Transfer learning (paper: "the output dimension of the last fully connected layer was changed from 1000 to 2,
   and the weights in this layer were re-initialized randomly ... learning rate of the last fully connected layer
   was set to 0.001 ... (0.0001)" for all the other layers): ``prototxt/{googlenet_transfer,vgg16}`` carry renamed
@@ -54,6 +55,7 @@ class NetSpec:
     resize: int | None = None     # resize patches to this side before cropping (transfer: 256); None = input_size
     style: str = "scratch"        # replicate.cohort.preprocess.to_net_input style ("imagenet" subtracts the BGR mean)
     mirror: bool = False          # transform_param.mirror of the TRAIN data layer
+    scale: float = 1.0            # transform_param.scale of the TRAIN data layer (Caffe's default 1: 0..255 input)
     weights: Path | None = None   # ImageNet caffemodel; None = Caffe fillers (seeded)
     new_layers: tuple = ()        # transfer: the re-initialised 2-way layers whose lr is swept
 
@@ -242,6 +244,8 @@ def prepare(patches: np.ndarray, spec: NetSpec, rng: np.random.Generator | None)
 
     side = spec.resize or spec.input_size
     big = to_net_input(patches, side, style=spec.style)
+    if spec.scale != 1.0:
+        big = big * np.float32(spec.scale)
     c = spec.input_size
     if side == c and not (spec.mirror and rng is not None):
         return torch.from_numpy(np.ascontiguousarray(big))
@@ -450,8 +454,11 @@ def device_prepare(x: torch.Tensor, spec: NetSpec, generator: torch.Generator | 
         x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
                                             antialias=False)
     v = ((x - LOW) / (HIGH - LOW)).clamp_(0.0, 1.0)
+    v = v * 255.0
     if spec.style == "imagenet":
-        v = v * 255.0 - torch.tensor(IMAGENET_MEAN_BGR, dtype=v.dtype, device=v.device)[None, :, None, None]
+        v = v - torch.tensor(IMAGENET_MEAN_BGR, dtype=v.dtype, device=v.device)[None, :, None, None]
+    if spec.scale != 1.0:
+        v = v * spec.scale
     c = spec.input_size
     span = side - c
     if generator is None:
