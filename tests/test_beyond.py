@@ -48,7 +48,7 @@ def test_run_writes_the_beyond_files_and_section_and_resumes(synth_root, tmp_pat
     assert problems(out) == []
     text = (out / "report.md").read_text()
     sec = text.split(beyond.SECTION_TITLE, 1)[1]
-    assert "Not comparable with the paper" in sec and "reduced preset `smoke`" in sec
+    assert "Not comparable with the paper" in sec and "preset 'smoke' departs from the paper (n_repeats" in sec
     assert text.index(beyond.SECTION_TITLE) < text.index("## Comparison with the paper")
     assert "FC layer features performed the best" in sec and "polynomial kernel best suits our problem" in sec
     pj = json.loads((out / "results" / "permutation.json").read_text())

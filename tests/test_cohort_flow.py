@@ -161,3 +161,28 @@ def test_flow_beside_the_paper_says_what_the_public_data_can_reproduce():
     assert not t.loc["used for the study", "reproducible"] and t.loc["used for the study", "paper_count"] == 87
     assert t.loc["used for the study", "our_count"] == 914
     assert list(t.columns) == ["paper_step", "paper_count", "our_reasons", "our_count", "reproducible", "why"]
+
+
+def test_run_takes_the_spreadsheets_from_clinical_and_boxes(download, tmp_path, capsys):
+    """`run --data ROOT --clinical FILE --boxes FILE` (issue 10, item 6): spreadsheets kept in a folder that is not
+    ROOT nor above it are found only through the two options; without them the run stops with exit 2 naming every
+    place looked, before any work."""
+    from replicate import cli
+    from replicate.experiments.pipeline import _stores
+
+    top, truth = download
+    root = tmp_path / "images"
+    sheets = tmp_path / "elsewhere" / "sheets"
+    sheets.mkdir(parents=True)
+    shutil.copytree(top / COLLECTION_DIR, root / COLLECTION_DIR)
+    for name in (BOX_FILE, CLINICAL_FILE):
+        shutil.copy(top / name, sheets / name)
+    out = tmp_path / "run"
+    assert cli.main(["run", "--data", str(root), "--preset", "smoke", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not found; looked in" in err and str(root) in err
+    assert "--clinical" in err or "--boxes" in err
+    stores = _stores(root, [80], tmp_path / "cache", False, clinical=sheets / CLINICAL_FILE, boxes=sheets / BOX_FILE)
+    pts = stores[80].patients
+    assert sorted(pts.patient_id) == sorted(truth.patient_id) and int(pts.label.sum()) == int(truth.label.sum())
+    assert stores[80].cohort.clinical_path == str(sheets / CLINICAL_FILE)
