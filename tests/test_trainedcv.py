@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_beyond import small_grid  # noqa: F401  (fixture: random grid scores and features)
 
 from replicate.experiments import grid as ex
 from replicate.experiments import plan, trainedcv, training
@@ -23,9 +24,9 @@ N_INNER = 2
 
 
 def _preset(**kw):
-    base = dict(n_folds=3, n_repeats=1, n_boot=50, scratch_epochs=1, transfer_epochs=1,
-                scratch_lr_sweep=(0.0001, 0.0005), transfer_lr_sweep=(0.001, 0.005),
-                learning_curve_sizes=(12, None), learning_curve_draws=2, beyond=False)
+    base = {"n_folds": 3, "n_repeats": 1, "n_boot": 50, "scratch_epochs": 1, "transfer_epochs": 1,
+            "scratch_lr_sweep": (0.0001, 0.0005), "transfer_lr_sweep": (0.001, 0.005),
+            "learning_curve_sizes": (12, None), "learning_curve_draws": 2, "beyond": False}
     base.update(kw)
     return dataclasses.replace(ex.get_preset("smoke"), **base)
 
@@ -187,3 +188,39 @@ def test_cli_flag_reaches_the_run_config():
     add_arguments(ap)
     assert config_from_args(ap.parse_args(["--beyond-trained"])).beyond_trained is True
     assert config_from_args(ap.parse_args([])).beyond_trained is False
+
+
+@pytest.mark.usefixtures("small_grid")
+def test_run_with_beyond_trained_adds_the_rows_and_the_section_lines_and_resumes(synth_root, tmp_path, monkeypatch):
+    """``run(..., beyond_trained=True)`` on a preset without it: the trained-net rows join nested_cv.csv and
+    learning_curve.csv (the files stay well-formed for compare/), the section says they ran; a rerun trains nothing.
+    Grid units and trained splits both go through ``Runner.run_unit`` (random scores, test_beyond's fixture)."""
+    from compare.test_beyond import problems
+    from replicate import RunConfig, run
+    from replicate.experiments import beyond
+
+    preset = dataclasses.replace(_preset(beyond=True, learning_curve_sizes=(20, None), learning_curve_draws=1),
+                                 scratch_lr_sweep=(0.0001, 0.0005), transfer_lr_sweep=(0.001,))
+    calls = []
+    unit = ex.Runner.run_unit
+    monkeypatch.setattr(ex.Runner, "run_unit", lambda self, c, f, feats: (calls.append(f.repeat), unit(self, c, f,
+                                                                                                     feats))[1])
+    monkeypatch.setattr(trainedcv, "INNER_FOLDS", 2)
+    out = tmp_path / "run"
+    cfg = RunConfig(preset=preset, data=synth_root / "cohort", out=out, device="cpu", beyond_trained=True,
+                    patch_cache=synth_root / "patches", progress=False)
+    run(cfg)
+    assert problems(out) == []
+    nc = pd.read_csv(out / "results" / "nested_cv.csv")
+    assert (nc.choice == "learning rate (Figure 2, scratch VGGNet_R)").sum() == 2
+    assert not nc.choice.str.contains("transfer").any()          # one transfer lr: nothing to choose
+    lc = pd.read_csv(out / "results" / "learning_curve.csv")
+    assert {c for c in lc.cell if c.endswith(trainedcv.TRAINED)} == {
+        c.id + trainedcv.TRAINED for c in trainedcv.headline_cells(preset)}
+    sec = (out / "report.md").read_text().split(beyond.SECTION_TITLE, 1)[1]
+    assert "nested over each sweep's learning rates" in sec and "Learning curves of trained nets (retrained" in sec
+    n_first = len(calls)
+    assert n_first > 0 and -1 in calls                            # inner / subset splits trained (repeat -1)
+    run(cfg)
+    assert len(calls) == n_first                                  # rerun: grid and trained splits read back
+    assert "trained_nested_cv resumed" in (out / "report.md").read_text()
