@@ -1,5 +1,5 @@
 """``python -m replicate run --preset smoke|paper [--data DIR] [--out RUN] [--device auto|cpu|cuda]
-[--weights-dir D]``: the paper's experiments end to end (Zhu et al. 2019, Tables 3-6, Figures 2-3).
+[--weights-dir D] [--beyond-trained]``: the paper's experiments end to end (Zhu et al. 2019, Tables 3-6, Figures 2-3).
 
 This module only parses arguments and prints: the run itself is :func:`replicate.run` (replicate.experiments.
 pipeline). Without ``--data`` the run writes a synthetic cohort into ``RUN/cohort`` and uses it. The run is
@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also rerun the deep-feature cells on R stratified subsets of the paper's size")
     parser.add_argument("--paper-sized-n", type=int, nargs=2, default=(270, 90), metavar=("N", "N_LUMINAL_A"),
                         help="size of each --paper-sized subset (default 270 90)")
+    parser.add_argument("--beyond-trained", action="store_true",
+                        help="also run the trained-net 'Beyond the paper' analyses (nested CV over Figure 2's "
+                             "learning rates, learning curves of trained nets; they retrain nets hundreds of times; "
+                             "on by default only in the paper preset)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="where the grid's units run: local (this process) or ray (Ray tasks; needs "
@@ -60,7 +64,7 @@ def config_from_args(args: argparse.Namespace):
                      progress=not args.no_progress, argv=list(sys.argv), executor=args.executor,
                      ray_address=args.ray_address, unit_threads=args.unit_threads,
                      clinical=args.clinical, boxes=args.boxes, paper_sized=args.paper_sized,
-                     paper_sized_n=tuple(args.paper_sized_n))
+                     paper_sized_n=tuple(args.paper_sized_n), beyond_trained=args.beyond_trained)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ def test_paper_units_and_vgg16_transfer_flop():
     p = get_preset("paper")
     c = cohort_size(p, paper=True)
     assert (c.n_patients, c.train_patches) == (270, 44660)
-    us = units(p, c)
+    us = units(p, c, beyond_trained=False)   # the grid alone (trained-net "beyond" units: test_trainedcv)
     assert len(us) == len(unique_cells(p)) * p.n_repeats * p.n_folds
     assert {(u.repeat, u.fold) for u in us} == {(r, f) for r in range(5) for f in range(10)}
     vgg = [u for u in us if u.folder == "vgg16"]

@@ -16,9 +16,11 @@ unchanged is read back, not recomputed; the keys live in ``RUN/state`` like the 
 * ``results/learning_curve.csv`` + ``figures/learning_curve.png`` -- AUC against cohort size
   (:mod:`replicate.experiments.learning_curve`).
 
-Scope (cheap, every preset with ``beyond=True``): everything here reuses the cached deep features and refits only
-SVMs / logistic regressions. Re-running the whole pipeline with permuted labels, the nested choice of the learning
-rate and learning curves of *trained* nets need the nets retrained hundreds of times and are not run here.
+Scope (cheap, every preset with ``beyond=True``): everything above reuses the cached deep features and refits only
+SVMs / logistic regressions. The nested choice of the learning rate (Figure 2) and learning curves of *trained* nets
+retrain nets hundreds of times: they run only with ``preset.beyond_trained`` (the paper preset) or ``run
+--beyond-trained`` (:mod:`replicate.experiments.trainedcv`), their rows added to ``nested_cv.csv`` and
+``learning_curve.csv``. Re-running the whole pipeline of a trained net with permuted labels is not run.
 
 **The SVM-side analyses (permutation, nested CV, learning curve) use the per-patient reading of the SVM's training
 unit**: one sample per patient, the mean of its patches' features (:func:`featurecv.patient_mean_features`;
@@ -320,15 +322,16 @@ def _bar(total, desc, enabled):
 
 # ------------------------------------------------------------------------------------------------ entry point
 def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool = False,
-               progress: bool = True, provenance: dict | None = None) -> str:
+               progress: bool = True, provenance: dict | None = None, trained: bool | None = None) -> str:
     """Run every "beyond the paper" analysis on a finished grid; write the five result files (+ the learning-curve
     figure and ``results/handcrafted_features.csv``) under ``runner.run_dir``; return the report's section.
 
     ``runner``: the :class:`replicate.experiments.grid.Runner` that ran the grid (its preset, patch stores, feature
     cache, patients and RunState); ``results``: its ``run_all()`` output; ``flags``: cell id -> flag (e.g. no
     pretrained weights); ``synthetic``: the cohort is synthetic; ``provenance``: the run's provenance, whose
-    comparability gate (``compare.comparison.run_gate``) flags the section. Raises ProtocolError for inconsistent
-    results."""
+    comparability gate (``compare.comparison.run_gate``) flags the section; ``trained``: also run the trained-net
+    analyses (:mod:`replicate.experiments.trainedcv`; None = ``preset.beyond_trained``). Raises ProtocolError for
+    inconsistent results."""
     flags = flags or {}
     p = runner.p
     run_dir = Path(runner.run_dir)
@@ -346,8 +349,23 @@ def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool
     fdig = _sha1(runner.patients, *[(k, v[2]) for k, v in feats.items()], *[v[0] for v in feats.values()])
     steps.run("permutation", fdig, [res_dir / "permutation.json"],
               lambda: _permutation(runner, feats, res_dir / "permutation.json", progress))
-    steps.run("nested_cv", fdig, [res_dir / "nested_cv.csv"],
-              lambda: _nested(runner, feats, res_dir / "nested_cv.csv", progress))
+    trained = bool(p.beyond_trained if trained is None else trained)
+    tn, tl = res_dir / "nested_cv_trained.csv", res_dir / "learning_curve_trained.csv"
+    if trained:  # nested CV over learning rates, learning curves of trained nets (trainedcv; units in RUN/state)
+        from replicate.experiments import trainedcv
+
+        steps.run("trained_nested_cv", _sha1(runner.patients), [tn],
+                  lambda: trainedcv.nested_lr(runner, tn, progress))
+        steps.run("trained_learning_curve", _sha1(runner.patients), [tl],
+                  lambda: trainedcv.learning_curve_trained(runner, tl, progress))
+
+    def nested_compute():
+        _nested(runner, feats, res_dir / "nested_cv.csv", progress)
+        if trained:
+            trainedcv.append_rows(res_dir / "nested_cv.csv", tn)
+
+    steps.run("nested_cv", _sha1(fdig, _file_sha1(tn)) if trained else fdig, [res_dir / "nested_cv.csv"],
+              nested_compute)
     hc_path = res_dir / "handcrafted_features.csv"
     box = {"df": None}
 
@@ -359,9 +377,13 @@ def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool
     hc = box["df"] if box["df"] is not None else pd.read_csv(hc_path)
     hdig = _sha1(hc)
     steps.run("baselines", hdig, [res_dir / "baselines.csv"], lambda: _baselines(runner, hc, res_dir / "baselines.csv"))
-    steps.run("learning_curve", _sha1(fdig, hdig), [res_dir / "learning_curve.csv", fig_dir / "learning_curve.png"],
-              lambda: _learning_curve(runner, feats, hc, res_dir / "learning_curve.csv",
-                                      fig_dir / "learning_curve.png", progress))
+    def lc_compute():
+        _learning_curve(runner, feats, hc, res_dir / "learning_curve.csv", fig_dir / "learning_curve.png", progress)
+        if trained:
+            trainedcv.append_rows(res_dir / "learning_curve.csv", tl, fig_dir / "learning_curve.png")
+
+    steps.run("learning_curve", _sha1(fdig, hdig, _file_sha1(tl)) if trained else _sha1(fdig, hdig),
+              [res_dir / "learning_curve.csv", fig_dir / "learning_curve.png"], lc_compute)
     seconds = time.perf_counter() - t0
     return section(run_dir, not_comparable(p, flags, synthetic, provenance), steps.ran, seconds)
 
@@ -439,8 +461,11 @@ def section(run_dir: Path, why_not: list[str], ran: dict | None = None, seconds:
         b = g[g.estimate == "nested"].iloc[0]
         L.append(f"| {what} | {_f(a.test_auc)} [{_f(a.ci_low)}, {_f(a.ci_high)}] | {_f(b.test_auc)} "
                  f"[{_f(b.ci_low)}, {_f(b.ci_high)}] | {_f(a.optimism, 3)} | {a.chosen} |")
-    L += ["", "Learning-rate choices (Figure 2) are not nested here: that needs every net retrained inside each outer "
-              "fold.", ""]
+    lr_rows = nc["choice"].astype(str).str.startswith("learning rate")
+    L += ["", ("Learning-rate choices (Figure 2): nested over each sweep's learning rates with the nets retrained "
+               "inside every inner fold (the outer fits are the grid's sweep cells)." if lr_rows.any() else
+               "Learning-rate choices (Figure 2): not run (the paper preset or --beyond-trained runs them: every "
+               "net is retrained inside each inner fold)."), ""]
     # baselines
     bl = pd.read_csv(r / "baselines.csv")
     L += ["### Hand-crafted and confounder baselines (results/baselines.csv)", "",
@@ -464,5 +489,10 @@ def section(run_dir: Path, why_not: list[str], ran: dict | None = None, seconds:
           "| cell | patients | draws | median AUC | band |", "|---|---|---|---|---|"]
     for x in s.itertuples():
         L.append(f"| {x.cell} | {x.n_patients} | {x.draws} | {_f(x.median)} | [{_f(x.low)}, {_f(x.high)}] |")
-    L += ["", "![Learning curve](figures/learning_curve.png)", ""]
+    from replicate.experiments.trainedcv import TRAINED
+
+    tc = sorted({c for c in lc["cell"].astype(str) if c.endswith(TRAINED)})
+    L += ["", ("Learning curves of trained nets (retrained on every subset's folds): " + ", ".join(f"`{c}`" for c in tc)
+               + "." if tc else "Learning curves of trained nets: not run (the paper preset or --beyond-trained "
+               "runs them)."), "", "![Learning curve](figures/learning_curve.png)", ""]
     return "\n".join(L)

@@ -103,6 +103,9 @@ class Preset:
     n_perm: int = 99                      # permutations of the whole-pipeline permutation test (>= 99)
     learning_curve_sizes: tuple = (50, 100, 200, 270, None)   # cohort sizes (None = every patient)
     learning_curve_draws: int = 5         # stratified random subsets per size
+    # trained-net "beyond" analyses (replicate.experiments.trainedcv): nested CV over Figure 2's learning rates and
+    # learning curves of trained nets; they retrain nets hundreds of times (paper preset, or run --beyond-trained)
+    beyond_trained: bool = False
 
     def differences(self) -> list[str]:
         """How this preset departs from the paper's protocol (printed in the report)."""
@@ -130,7 +133,7 @@ def readings(p: "Preset") -> dict:
 
 _SMOKE_WHY = "the smoke preset finishes in minutes on 2 CPU cores; it checks the pipeline, not the paper's numbers"
 PRESETS = {
-    "paper": Preset("paper"),
+    "paper": Preset("paper", beyond_trained=True),
     "smoke": Preset(
         "smoke", n_repeats=1, n_boot=1000, scratch_epochs=2, transfer_epochs=2, batch_size=4,
         max_iters_per_epoch={224: 1, 80: 2, 64: 2}, max_train_auc_patients=4,
@@ -138,7 +141,8 @@ PRESETS = {
         synth={"n_patients": 33, "seed": 0}, beyond=False,
         why={k: _SMOKE_WHY for k in ("n_repeats", "scratch_epochs", "transfer_epochs", "batch_size",
                                      "max_iters_per_epoch", "max_train_auc_patients",
-                                     "max_train_patches_per_patient", "max_score_patches_per_patient", "beyond")},
+                                     "max_train_patches_per_patient", "max_score_patches_per_patient", "beyond",
+                                     "beyond_trained")},
     ),
 }
 _QUICK_WHY = ("the quick preset trains and probes for real on a synthetic cohort sized for the controls' power "
@@ -165,7 +169,9 @@ PRESETS["quick"] = Preset(
     why={**{k: _QUICK_WHY for k in ("n_repeats", "scratch_epochs", "step_epochs", "max_train_auc_patients",
                                      "max_train_patches_per_patient", "max_score_patches_per_patient",
                                      "controls")},
-         "cell_prefixes": "only the control cells run (the paper's full grid is the paper preset)"},
+         "cell_prefixes": "only the control cells run (the paper's full grid is the paper preset)",
+         "beyond_trained": "nested CV over learning rates and learning curves of trained nets retrain nets hundreds "
+                           "of times, beyond the quick preset's 30 minutes (run --beyond-trained turns them on)"},
 )
 
 

@@ -73,6 +73,7 @@ class RunConfig:
     boxes: Path | None = None         # Annotation_Boxes.xlsx when not found near ``data``
     paper_sized: int = 0              # R > 0: R stratified subsets of paper_sized_n patients (cheap cells only)
     paper_sized_n: tuple = (270, 90)  # (patients, luminal A) of each subset
+    beyond_trained: bool = False      # also run the trained-net "beyond" analyses (trainedcv) whatever the preset
 
 
 @dataclass
@@ -266,11 +267,14 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
         "scratch_variant": preset.scratch_variant,
     }
     tables = report.write_all(run_dir, preset, ex.cells(preset), results, summ, flags, prov)
-    if preset.beyond:  # "Beyond the paper" (issue 12): cheap analyses on the grid's scores and cached features
+    if preset.beyond or config.beyond_trained:  # "Beyond the paper" (issue 12): on the grid's scores and features
         from replicate.experiments.beyond import run_beyond
 
+        # --beyond-trained is passed, not written into the preset: the preset hash keys every grid unit, and turning
+        # the trained-net analyses on must not make a finished grid retrain
         report.insert_section(run_dir, run_beyond(runner, results, flags, config.data is None, config.progress,
-                                                       provenance=prov))
+                                                       provenance=prov,
+                                                       trained=preset.beyond_trained or config.beyond_trained))
     verdict_run.finish(run_dir, extras)
     return RunResult(run_dir=run_dir, report=run_dir / "report.md", preset=preset, results=results,
                      summaries=summ, tables=tables, flags=flags, stores=stores, provenance=prov, seconds=time.time() - t0)

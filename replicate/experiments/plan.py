@@ -182,8 +182,92 @@ def svm_seconds(kernel: str, n: float, d: int) -> float:
     return a * n ** b * (d / 1000.0)
 
 
-def units(preset, cohort: CohortSize) -> list[PlanUnit]:
-    """Every unit of ``preset`` on ``cohort`` with its FLOP (the module docstring gives the conventions).
+def _train_kw(p, cell, info, folder: str, train_rows: float, score_rows: float) -> dict:
+    """FLOP of one trained unit: ``train_rows`` training patches, ``score_rows`` scored after every epoch."""
+    base_epochs = p.scratch_epochs if cell.approach == "scratch" else p.transfer_epochs
+    epochs = p.epochs_by_input.get(info.input_size, base_epochs)
+    batch = train_batch(p, folder)
+    iters = math.ceil(train_rows / batch)
+    cap = p.max_iters_per_epoch.get(info.input_size)
+    if cap:
+        iters = min(iters, cap)
+    return {"train_flop": 6.0 * info.macc_train * iters * batch * epochs,
+            "eval_flop": 2.0 * info.macc_deploy * score_rows * epochs}
+
+
+#: Class prevalence assumed when the plan decides which learning-curve sizes can be split into ``n_folds``
+#: stratified folds (the paper's cohort: 90 luminal A of 270, "Patient Population"; the synthetic cohort's too).
+LC_PREVALENCE = 90 / 270
+
+
+def trained_beyond_units(preset, cohort: CohortSize, tr_pp: float, te_pp: float) -> list[PlanUnit]:
+    """The trainings of the trained-net "beyond" analyses (:mod:`replicate.experiments.trainedcv`):
+
+    * nested CV over each Figure 2 sweep's learning rates: ``n_lr x INNER_FOLDS x n_folds`` inner trainings per
+      sweep (training side ``n (k-1)/k (I-1)/I`` patients, scored side ``n (k-1)/k / I``); the outer fits are the
+      grid's sweep units, counted here only when the preset's grid does not run that cell;
+    * learning curves of the headline trained cells: ``draws x n_folds`` trainings per size below the cohort whose
+      subset (at :data:`LC_PREVALENCE`) holds ``n_folds`` patients of each class, training rows scaled to the
+      subset; the full-cohort point is the grid's folds (counted only when the grid does not run the cell).
+
+    Unit ``cell_id``: ``<cell id> [nested lr inner]`` / ``[nested lr outer]`` / ``[learning curve n=S]`` /
+    ``[learning curve all]``; ``repeat`` the draw (0 for nested), ``fold`` the outer fold (x I + inner fold)."""
+    from replicate.experiments.grid import cells, unique_cells
+    from replicate.experiments.nested_cv import INNER_FOLDS
+    from replicate.experiments.trainedcv import SWEEPS, headline_cells
+
+    p, n, k, inner = preset, cohort.n_patients, preset.n_folds, INNER_FOLDS
+    in_grid = {c.id for c in unique_cells(p)}
+    outer_done: set = set()
+    out: list[PlanUnit] = []
+
+    def score_rows(n_train_pat, n_test_pat):
+        scored = n_train_pat if p.max_train_auc_patients is None else min(n_train_pat, 2 * p.max_train_auc_patients)
+        return (scored + n_test_pat) * te_pp
+
+    def add(cell, tag, repeat, fold, n_train_pat, n_test_pat):
+        folder = cell_folder(p, cell)
+        kw = _train_kw(p, cell, net_info(folder), folder, n_train_pat * tr_pp, score_rows(n_train_pat, n_test_pat))
+        out.append(PlanUnit(f"{cell.id} [{tag}]", cell.approach, cell.network, folder, repeat, fold, **kw))
+
+    def add_outer(cell, tag):   # the grid's repeat-0 folds of the cell, unless the grid (or an earlier add) has them
+        if cell.id in in_grid or cell.id in outer_done:
+            return
+        outer_done.add(cell.id)
+        for f in range(k):
+            add(cell, tag, 0, f, n * (k - 1) / k, n / k)
+
+    t = cells(p)
+    for sweep in SWEEPS:
+        cs = list({c.id: c for c in t[sweep]}.values())
+        if len(cs) < 2:
+            continue
+        outer_train = n * (k - 1) / k
+        for c in cs:
+            for f in range(k):
+                for i in range(inner):
+                    add(c, "nested lr inner", 0, f * inner + i, outer_train * (inner - 1) / inner,
+                        outer_train / inner)
+            add_outer(c, "nested lr outer")
+    for c in headline_cells(p):
+        for size in p.learning_curve_sizes:
+            if size is None or int(size) == n:
+                add_outer(c, "learning curve all")
+                continue
+            size = int(size)
+            n_pos = round(size * LC_PREVALENCE)
+            if size > n or min(n_pos, size - n_pos) < k:
+                continue
+            for d in range(p.learning_curve_draws):
+                for f in range(k):
+                    add(c, f"learning curve n={size}", d, f, size * (k - 1) / k, size / k)
+    return out
+
+
+def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> list[PlanUnit]:
+    """Every unit of ``preset`` on ``cohort`` with its FLOP (the module docstring gives the conventions), plus
+    the trainings of the trained-net "beyond" analyses (:func:`trained_beyond_units`) when ``beyond_trained``
+    (None: ``preset.beyond_trained``; ``run --beyond-trained`` turns them on for any preset).
 
     Smoke caps (patches per patient, iterations per epoch, epochs by input size, scored training patients) are
     applied as the runner applies them."""
@@ -214,15 +298,7 @@ def units(preset, cohort: CohortSize) -> list[PlanUnit]:
             for f in range(k):
                 kw = {}
                 if cell.approach in ("scratch", "transfer"):
-                    base_epochs = p.scratch_epochs if cell.approach == "scratch" else p.transfer_epochs
-                    epochs = p.epochs_by_input.get(info.input_size, base_epochs)
-                    batch = train_batch(p, folder)
-                    iters = math.ceil(train_rows / batch)
-                    cap = p.max_iters_per_epoch.get(info.input_size)
-                    if cap:
-                        iters = min(iters, cap)
-                    kw["train_flop"] = 6.0 * info.macc_train * iters * batch * epochs
-                    kw["eval_flop"] = 2.0 * info.macc_deploy * score_rows * epochs
+                    kw = _train_kw(p, cell, info, folder, train_rows, score_rows)
                 else:
                     key = (folder, cell.patch_size)
                     if key not in extracted:
@@ -233,6 +309,8 @@ def units(preset, cohort: CohortSize) -> list[PlanUnit]:
                     kw["svm_seconds"] = svm_seconds(cell.kernel, train_rows, d)
                     kw["kernel"] = cell.kernel
                 out.append(PlanUnit(cell.id, cell.approach, cell.network, folder, r, f, **kw))
+    if p.beyond_trained if beyond_trained is None else beyond_trained:
+        out += trained_beyond_units(p, cohort, tr_pp, te_pp)
     return out
 
 
@@ -328,14 +406,14 @@ def machine_rates(folders, device: str = "cpu", seconds: float = 1.0, cache: boo
 
 # ------------------------------------------------------------------------------------------------ plan
 def make_plan(preset, cohort: CohortSize, device: str | None = "cpu", bench_seconds: float = 1.0,
-              cache: bool = True) -> dict:
+              cache: bool = True, beyond_trained: bool | None = None) -> dict:
     """The plan as a JSON-able dict: top-level ``units`` (count), ``flop`` (total), ``seconds_estimate`` (this
     machine; ``None`` when ``device`` is None: no microbenchmark), ``reference`` (seconds at each
     :data:`REFERENCE_GPUS` peak), ``approaches`` (per approach and net: units, FLOP by kind, seconds) and
     ``cohort``/``benchmark``/``convention``."""
     from replicate.experiments.grid import IMAGENET_NETS
 
-    us = units(preset, cohort)
+    us = units(preset, cohort, beyond_trained)
     trained = sorted({u.folder for u in us if u.approach in ("scratch", "transfer")})
     feat_to_train = {v[1]: v[0] for v in IMAGENET_NETS.values()}
     rates = machine_rates(trained + sorted({feat_to_train[u.folder] for u in us if u.approach == "features"}
