@@ -2,7 +2,7 @@
 replicate/experiments/plan.py has the conventions).
 
     python -m replicate plan --preset paper [--data ROOT | --paper-cohort] [--device auto|cpu|cuda|none]
-        [--bench-seconds 1] [--json]
+        [--bench-seconds 1] [--beyond-trained] [--json]
 
 Without ``--data`` the cohort is the preset's synthetic one (what ``run`` would use); ``--paper-cohort`` takes the
 paper's stated 270 patients and 44,660 training patches. ``--device none`` skips the microbenchmark (no estimate
@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "none"),
                    help="where to microbenchmark each net's train step (none: skip; default auto)")
     p.add_argument("--bench-seconds", type=float, default=1.0, help="seconds per net for the microbenchmark")
+    p.add_argument("--beyond-trained", action="store_true",
+                   help="count the trained-net 'beyond' analyses (nested CV over learning rates, learning curves of "
+                        "trained nets) as `run --beyond-trained` would; the paper preset counts them anyway")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -37,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
         from replicate.experiments.training import resolve_device
 
         device = resolve_device(args.device).type
-    plan = make_plan(preset, cohort, device=device, bench_seconds=args.bench_seconds)
+    plan = make_plan(preset, cohort, device=device, bench_seconds=args.bench_seconds,
+                     beyond_trained=True if args.beyond_trained else None)
     if args.json:
         print(json.dumps(plan, indent=1, sort_keys=True))
         return 0

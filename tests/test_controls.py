@@ -47,3 +47,27 @@ def test_control_rules():
     assert not ok and "not checked" in why
     assert not controls.negative_control_passes(rows)[0]
     assert controls.negative_control_passes(controls.check_cells({"a": (0.52, (0.42, 0.62))}))[0]
+
+
+def test_training_diagnostic_tells_a_net_that_fit_only_the_class_prior():
+    """A constant prediction at the prior q costs H(q) nats (Caffe's SoftmaxWithLoss): a net whose last-epoch loss
+    stays there fitted the class frequencies only; one clearly below it used its input."""
+    from types import SimpleNamespace
+
+    from replicate.experiments.controls import PRIOR_MARGIN, prior_entropy, training_diagnostic
+
+    q = 39 / 120
+    h = prior_entropy(q)
+    assert h == pytest.approx(-(q * np.log(q) + (1 - q) * np.log(1 - q))) and prior_entropy(0.5) == pytest.approx(
+        np.log(2))
+    with pytest.raises(ValueError):
+        prior_entropy(1.0)
+
+    def fold(losses, tr=0.6):
+        return SimpleNamespace(extra={"curves": {"loss": losses}}, train_auc=tr)
+
+    stuck = training_diagnostic([fold([0.68, 0.64, h + 0.001]), fold([0.69, h - 0.002])], q)
+    assert stuck["prior_only"] and stuck["first_epoch_loss"] == pytest.approx(0.685)
+    learnt = training_diagnostic([fold([0.68, h - 2 * PRIOR_MARGIN], 0.9)] * 3, q)
+    assert not learnt["prior_only"] and learnt["train_auc"] == pytest.approx(0.9)
+    assert training_diagnostic([SimpleNamespace(extra={}, train_auc=0.5)], q) is None   # deep features: no curves

@@ -72,3 +72,17 @@ def test_cli_plan_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert {"units", "flop", "seconds_estimate", "approaches", "reference"} <= set(out)
     assert main(["plan", "--preset", "nope", "--device", "none"]) == 2
+
+
+def test_quick_counts_the_null_cohort_of_its_negative_control():
+    """quick's negative control reruns its control cells on a second, null-effect cohort: the plan counts them."""
+    from replicate.experiments.plan import NULL_PREFIX
+
+    p = get_preset("quick")
+    us = units(p, cohort_size(p))
+    ctl = set(p.controls["required"]) | set(p.controls["any_of"])
+    null = [u for u in us if u.cell_id.startswith(NULL_PREFIX)]
+    assert len(us) == (len(unique_cells(p)) + len(ctl)) * p.n_repeats * p.n_folds
+    assert {u.cell_id[len(NULL_PREFIX):] for u in null} == ctl and len(null) == len(ctl) * p.n_folds
+    smoke = get_preset("smoke")
+    assert not any(u.cell_id.startswith(NULL_PREFIX) for u in units(smoke, cohort_size(smoke)))

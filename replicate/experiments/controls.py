@@ -83,3 +83,43 @@ def negative_control_passes(rows: list[dict]) -> tuple[bool, str]:
         return False, f"effect 'found' without one by {', '.join(found)}"
     return True, f"no cell above chance (Holm-corrected over {len(rows)} cells)"
 
+
+
+#: A trained control cell "learned only the class prior" when its median final training loss is not this much
+#: below the loss of predicting the prior (nats). Stated before any run; informative, it does not change a verdict.
+PRIOR_MARGIN = 0.01
+
+
+def prior_entropy(prevalence: float) -> float:
+    """Cross-entropy (nats) of predicting the class prior ``prevalence`` for every sample: the training loss a net
+    reaches without using its input (softmax loss of a constant prediction; Caffe's SoftmaxWithLoss, mean over the
+    batch). Raises ValueError outside (0, 1)."""
+    q = float(prevalence)
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"prevalence must be in (0, 1), got {q}")
+    return float(-(q * np.log(q) + (1 - q) * np.log(1 - q)))
+
+
+def training_diagnostic(fold_results, prevalence: float) -> dict | None:
+    """Did a trained cell's net use its input? From its folds' per-epoch training loss
+    (``FoldResult.extra["curves"]["loss"]``): the median over folds of the first and last epoch's mean loss, the
+    class-prior entropy (:func:`prior_entropy` at the cohort's luminal A fraction ``prevalence``), the median
+    training AUC and ``prior_only`` = last loss > prior entropy - :data:`PRIOR_MARGIN`, i.e. the net fits the class
+    frequencies and not the images (its scores are then a near-constant function of the input fixed by the random
+    initialisation, and its AUC says nothing about the effect). None for cells without curves (deep features)."""
+    first, last, tr = [], [], []
+    for r in fold_results:
+        loss = (getattr(r, "extra", {}) or {}).get("curves", {}).get("loss") or []
+        loss = [v for v in loss if v == v]
+        if not loss:
+            continue
+        first.append(loss[0])
+        last.append(loss[-1])
+        tr.append(float(r.train_auc))
+    if not last:
+        return None
+    h = prior_entropy(prevalence)
+    end = float(np.median(last))
+    return {"first_epoch_loss": float(np.median(first)), "last_epoch_loss": end, "prior_entropy": h,
+            "train_auc": float(np.nanmedian(tr)), "prior_only": bool(end > h - PRIOR_MARGIN),
+            "margin": PRIOR_MARGIN}

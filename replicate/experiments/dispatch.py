@@ -177,7 +177,8 @@ def start(config, preset):
 
         try:
             cohort = cohort_size(preset, data=config.data)
-            plan = make_plan(preset, cohort, device=resolve_device(config.device).type, bench_seconds=0.2)
+            plan = make_plan(preset, cohort, device=resolve_device(config.device).type, bench_seconds=0.2,
+                             beyond_trained=True if getattr(config, "beyond_trained", False) else None)
             print(headline(plan) + f"; executor {ex.name}", file=sys.stderr)
         except Exception as exc:       # the headline informs; a run never fails over it
             print(f"plan: unavailable ({exc})", file=sys.stderr)

@@ -264,10 +264,15 @@ def trained_beyond_units(preset, cohort: CohortSize, tr_pp: float, te_pp: float)
     return out
 
 
+#: Unit ids of the negative control's second (null-effect) cohort, run by presets with ``controls`` (quick).
+NULL_PREFIX = "null cohort: "
+
+
 def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> list[PlanUnit]:
     """Every unit of ``preset`` on ``cohort`` with its FLOP (the module docstring gives the conventions), plus
     the trainings of the trained-net "beyond" analyses (:func:`trained_beyond_units`) when ``beyond_trained``
-    (None: ``preset.beyond_trained``; ``run --beyond-trained`` turns them on for any preset).
+    (None: ``preset.beyond_trained``; ``run --beyond-trained`` turns them on for any preset), plus, for a preset
+    with ``controls`` (quick), its control cells again on the null cohort (ids prefixed :data:`NULL_PREFIX`).
 
     Smoke caps (patches per patient, iterations per epoch, epochs by input size, scored training patients) are
     applied as the runner applies them."""
@@ -291,6 +296,7 @@ def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> lis
     all_rows = n * (tr_pp + te_pp)
     out: list[PlanUnit] = []
     extracted: set = set()
+    controls = set(p.controls.get("required", [])) | set(p.controls.get("any_of", [])) if p.controls else set()
     for cell in unique_cells(p):
         folder = cell_folder(p, cell)
         info = net_info(folder)
@@ -309,6 +315,8 @@ def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> lis
                     kw["svm_seconds"] = svm_seconds(cell.kernel, train_rows, d)
                     kw["kernel"] = cell.kernel
                 out.append(PlanUnit(cell.id, cell.approach, cell.network, folder, r, f, **kw))
+                if cell.id in controls:   # the negative control reruns the control cells on a null cohort
+                    out.append(PlanUnit(NULL_PREFIX + cell.id, cell.approach, cell.network, folder, r, f, **kw))
     if p.beyond_trained if beyond_trained is None else beyond_trained:
         out += trained_beyond_units(p, cohort, tr_pp, te_pp)
     return out

@@ -373,6 +373,22 @@ def verdict_sections(run_dir: Path) -> list[str]:
               f"{', '.join(c['any_of'])})",
               f"- **Negative control** (effect {c['null_effect']:g}, a second cohort in `null/`): "
               f"{'PASSED' if c['negative']['passed'] else 'FAILED'} ({c['negative']['why']})", ""]
+        diag = [(which, cell, d) for which in ("positive", "negative")
+                for cell, d in c[which].get("training", {}).items()]
+        if diag:
+            L += ["Did the trained nets use their input? (replicate.experiments.controls.training_diagnostic: median "
+                  "over folds; a net whose last-epoch training loss is not below the loss of predicting the class "
+                  "prior fits the class frequencies only, and its test AUC then reflects its random initialisation, "
+                  "not the effect.)", "",
+                  "| cohort | cell | training loss, first -> last epoch | class-prior loss | train AUC | verdict |",
+                  "|---|---|---|---|---|---|"]
+            for which, cell, d in diag:
+                eff = c["effect"] if which == "positive" else c["null_effect"]
+                L.append(f"| effect {eff:g} | {cell} | {d['first_epoch_loss']:.3f} -> {d['last_epoch_loss']:.3f} | "
+                         f"{d['prior_entropy']:.3f} | {_fmt(d['train_auc'])} | "
+                         + ("**class prior only** (not trained enough to use the images)" if d["prior_only"]
+                            else "uses the input") + " |")
+            L.append("")
     else:
         L += ["_No controls in this run_ (the preset has none, or the cohort is real data).", ""]
     cim = res / "ci_methods.csv"

@@ -58,7 +58,8 @@ def write_predictions(run_dir: Path, preset, results: dict) -> None:
     _csv(res / "ci_methods.csv", ci_methods_frame(preset, results))
 
 
-def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict, stores: dict) -> dict:
+def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict, stores: dict,
+                 results: dict | None = None, patients: pd.DataFrame | None = None) -> dict:
     """The positive control (this run's planted cohort) and the negative control (a second synthetic cohort with
     ``preset.controls["null_effect"]``, written to ``run_dir/null``, same size and seed, same cells), each
     Holm-corrected over the control cells (replicate.experiments.controls). Returns plain data for
@@ -85,7 +86,19 @@ def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict,
     runner = ex.Runner(replace(preset, name=preset.name + "-null"), null_stores, null_dir, device,
                        weights_dir=weights_dir, progress=config.progress)
     todo = [c for c in ex.unique_cells(preset) if c.id in ids]
-    null_summ = ex.summaries(preset, runner.run_all(todo))
+    null_results = runner.run_all(todo)
+    null_summ = ex.summaries(preset, null_results)
+
+    def diagnose(res: dict | None, pts: pd.DataFrame | None) -> dict:
+        if not res or pts is None or not len(pts):
+            return {}
+        q = float(pts["label"].mean())
+        out = {}
+        for c in ids:
+            d = controls.training_diagnostic(res.get(c, []), q) if 0 < q < 1 else None
+            if d is not None:
+                out[c] = d
+        return out
 
     def rows(s):
         return controls.check_cells({c: (s[c]["test_auc"], (s[c]["ci_low"], s[c]["ci_high"])) for c in ids if c in s})
@@ -98,8 +111,10 @@ def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict,
         "required": list(spec["required"]), "any_of": list(spec["any_of"]),
         "sizing": power.control_sizing(config.synth_effect, n_patients=n),
         "ideal_auc": power.ideal_auc(config.synth_effect),
-        "positive": {"rows": pos_rows, "passed": pos_ok, "why": pos_why},
-        "negative": {"rows": neg_rows, "passed": neg_ok, "why": neg_why},
+        "positive": {"rows": pos_rows, "passed": pos_ok, "why": pos_why,
+                     "training": diagnose(results, patients)},
+        "negative": {"rows": neg_rows, "passed": neg_ok, "why": neg_why,
+                     "training": diagnose(null_results, runner.patients)},
         "alpha_one_sided": controls.ALPHA, "method": controls.__doc__.strip().splitlines()[0],
         "timings": runner.timings,
     }
@@ -136,7 +151,8 @@ def extras(config, preset, run_dir: Path, device, weights_dir, runner, results: 
     """Everything this module computes for a finished grid (plain data; written by :func:`finish`)."""
     out = {}
     if preset.controls and config.data is None:
-        out["controls"] = run_controls(config, preset, Path(run_dir), device, weights_dir, summ, stores)
+        out["controls"] = run_controls(config, preset, Path(run_dir), device, weights_dir, summ, stores,
+                                       results=results, patients=runner.patients)
     if config.paper_sized:
         out["paper_sized"] = paper_sized(config, preset, Path(run_dir), device, weights_dir, runner, stores)
     cohort = stores[sorted(stores)[0]].cohort
