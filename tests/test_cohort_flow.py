@@ -186,3 +186,8 @@ def test_run_takes_the_spreadsheets_from_clinical_and_boxes(download, tmp_path, 
     pts = stores[80].patients
     assert sorted(pts.patient_id) == sorted(truth.patient_id) and int(pts.label.sum()) == int(truth.label.sum())
     assert stores[80].cohort.clinical_path == str(sheets / CLINICAL_FILE)
+    from replicate.experiments.grid import get_preset
+    from replicate.experiments.plan import cohort_size
+
+    size = cohort_size(get_preset("smoke"), data=root, clinical=sheets / CLINICAL_FILE, boxes=sheets / BOX_FILE)
+    assert size.source == "data" and size.n_patients == len(truth)   # the plan headline counts the same cohort

@@ -175,11 +175,16 @@ def start(config, preset):
         from replicate.experiments.plan import cohort_size, headline, make_plan
         from replicate.experiments.training import resolve_device
 
+        from replicate.errors import ReplicateError
+
         try:
-            cohort = cohort_size(preset, data=config.data)
+            cohort = cohort_size(preset, data=config.data, clinical=getattr(config, "clinical", None),
+                                 boxes=getattr(config, "boxes", None))
             plan = make_plan(preset, cohort, device=resolve_device(config.device).type, bench_seconds=0.2,
                              beyond_trained=True if getattr(config, "beyond_trained", False) else None)
             print(headline(plan) + f"; executor {ex.name}", file=sys.stderr)
+        except ReplicateError:         # bad input: the run itself stops on it with its one-line error
+            pass
         except Exception as exc:       # the headline informs; a run never fails over it
             print(f"plan: unavailable ({exc})", file=sys.stderr)
     return ex

@@ -71,23 +71,31 @@ class CohortSize:
         return self.train_patches / max(1, self.n_patients)
 
 
-def cohort_size(preset, data: str | os.PathLike | None = None, paper: bool = False) -> CohortSize:
-    """The cohort a run of ``preset`` would see: ``--data ROOT`` (its box table), the paper's stated size, or the
-    preset's synthetic cohort. Raises ConfigError / CohortError for an unreadable ``ROOT``."""
+def cohort_size(preset, data: str | os.PathLike | None = None, paper: bool = False, clinical=None,
+                boxes=None) -> CohortSize:
+    """The cohort a run of ``preset`` would see: ``--data ROOT`` (its box table, found as the run finds it:
+    ``replicate.cohort.duke.locate_inputs`` with ``--clinical`` / ``--boxes``), the paper's stated size, or the
+    preset's synthetic cohort. Raises ConfigError / CohortError for an unreadable ``ROOT`` or spreadsheet."""
     from replicate.cohort.patches import PatchConfig
 
     per_region = 1 + PatchConfig().n_aug
     if paper:
         return CohortSize("paper", PAPER_COHORT["n_patients"], float(PAPER_COHORT["train_patches"]))
     if data is not None:
-        from replicate.cohort.duke import BOX_FILE, read_boxes
+        from replicate.cohort.duke import BOX_FILE, locate_inputs, read_boxes
 
         root = Path(data)
         if not root.is_dir():
             raise ConfigError(f"--data {root}: not a folder")
-        boxes = read_boxes(root / BOX_FILE)
+        if boxes is not None:
+            box_file = Path(boxes)
+        elif (root / BOX_FILE).is_file():
+            box_file = root / BOX_FILE
+        else:
+            box_file = locate_inputs(root, clinical=clinical, boxes=boxes).boxes
+        boxes = read_boxes(box_file)
         if not boxes:
-            raise ConfigError(f"{root / BOX_FILE}: no complete box rows")
+            raise ConfigError(f"{box_file}: no complete box rows")
         slices = sum(abs(b[5] - b[4]) + 1 for bs in boxes.values() for b in bs)
         return CohortSize("data", len(boxes), float(slices * per_region))
     from replicate.cohort.synth import SynthConfig
