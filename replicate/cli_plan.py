@@ -1,7 +1,8 @@
 """``python -m replicate plan``: a grid's units, FLOP and wall-time estimates before it runs (issue 11, item 1;
 replicate/experiments/plan.py has the conventions).
 
-    python -m replicate plan --preset paper [--data ROOT | --paper-cohort] [--device auto|cpu|cuda|none]
+    python -m replicate plan --preset paper [--data ROOT [--clinical FILE] [--boxes FILE] | --paper-cohort]
+        [--device auto|cpu|cuda|none]
         [--bench-seconds 1] [--beyond-trained] [--json]
 
 Without ``--data`` the cohort is the preset's synthetic one (what ``run`` would use); ``--paper-cohort`` takes the
@@ -20,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="ROOT", help="count patches from this cohort's Annotation_Boxes.xlsx")
     g.add_argument("--paper-cohort", action="store_true",
                    help="the paper's cohort size (270 patients, 44,660 training patches a patch size)")
+    p.add_argument("--clinical", metavar="FILE", help="Clinical_and_Other_Features.xlsx when not found near ROOT")
+    p.add_argument("--boxes", metavar="FILE", help="Annotation_Boxes.xlsx when not found near ROOT")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "none"),
                    help="where to microbenchmark each net's train step (none: skip; default auto)")
     p.add_argument("--bench-seconds", type=float, default=1.0, help="seconds per net for the microbenchmark")
@@ -34,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from replicate.experiments.plan import cohort_size, headline, human_seconds, make_plan
 
     preset = get_preset(args.preset)
-    cohort = cohort_size(preset, data=args.data, paper=args.paper_cohort)
+    cohort = cohort_size(preset, data=args.data, paper=args.paper_cohort, clinical=args.clinical, boxes=args.boxes)
     device = None
     if args.device != "none":
         from replicate.experiments.training import resolve_device
