@@ -183,3 +183,25 @@ def test_readings_in_the_unit_key_and_the_svm_unit_wired():
     assert a.extra["n_train_patches"] == b.extra["n_train_patches"] == len(data.train_rows)
     assert a.test_scores != b.test_scores and b.test_auc > 0.8
     assert isinstance(data, FoldData)
+
+
+def test_rerunning_the_verdict_sections_leaves_one_copy_of_each(tmp_path):
+    """`pytest compare/ --run RUN` rewrites the verdict sections (compare/conftest.py -> report.insert_sections):
+    a second and third call give the same report, each section once (a newcomer found them doubled)."""
+    from replicate.experiments import report
+
+    p = replace(grid.PRESETS["quick"], n_boot=100)
+    ctl = {"positive": {"rows": [], "passed": False, "why": "x"}, "negative": {"rows": [], "passed": True, "why": "y"},
+           "sizing": {}, "ideal_auc": 0.76, "effect": 1.0, "null_effect": 0.0, "n_patients": 120, "seed": 0,
+           "required": [], "any_of": [], "alpha_one_sided": 0.025}
+    run = fabricate(tmp_path / "run", p, controls=ctl)
+    report.insert_section(run, "## Beyond the paper\n\nsome text\n")
+    report.insert_sections(run)
+    first = (run / "report.md").read_text()
+    report.insert_sections(run)
+    report.insert_sections(run)
+    again = (run / "report.md").read_text()
+    assert again == first
+    for title in ("## Readings of the paper this run used", "## Controls (planted effect found? null not found?)",
+                  "## Beyond the paper", "## Comparison with the paper"):
+        assert again.count(title) == 1, title

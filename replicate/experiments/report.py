@@ -305,12 +305,18 @@ def insert_section(run_dir: Path, markdown: str) -> None:
     body = path.read_text(encoding="utf-8")
     title = markdown.splitlines()[0]
     marker = "## Comparison with the paper (pytest compare/ --run RUN)"
-    if title in body:  # drop the old copy: up to the next top-level section
-        head, rest = body.split(title, 1)
-        nxt = rest.find("\n## ")
-        body = head + (rest[nxt + 1:] if nxt >= 0 else "")
+    body = _drop_section(body, title)
     head, sep, tail = body.partition(marker)
     atomic_write_text(path, head + markdown.rstrip() + "\n\n" + sep + tail if sep else body + "\n" + markdown)
+
+
+def _drop_section(body: str, title: str) -> str:
+    """``body`` without every section whose heading line is ``title`` (up to the next top-level section)."""
+    while f"\n{title}\n" in f"\n{body}":
+        head, rest = f"\n{body}".split(f"\n{title}\n", 1)
+        nxt = rest.find("\n## ")
+        body = (head + "\n" + (rest[nxt + 1:] if nxt >= 0 else ""))[1:]
+    return body
 
 
 def insert_comparison(run_dir: Path) -> pd.DataFrame:
@@ -334,6 +340,8 @@ def insert_sections(run_dir: Path) -> pd.DataFrame:
     path = run_dir / "report.md"
     body = path.read_text(encoding="utf-8")
     head = body.split(COMPARISON_MARKER)[0] if COMPARISON_MARKER in body else body + "\n"
+    for title in (line for line in L if line.startswith("## ")):   # rerun (pytest compare/ --run): no second copy
+        head = _drop_section(head, title)
     atomic_write_text(path, head + "\n".join(L) + "\n" + COMPARISON_MARKER + "\n\n" + text + "\n")
     return cmp
 
