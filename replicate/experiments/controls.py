@@ -59,6 +59,12 @@ def check_cells(cells: Mapping[str, tuple[float, tuple[float, float]]], alpha: f
              "p": p, "p_holm": float(a), "found": bool(a < alpha)} for c, p, a in zip(ids, ps, adj)]
 
 
+def control_cells(spec: Mapping) -> list[str]:
+    """The cell ids a preset's ``controls`` (``{"required": [...], "any_of": [...], ...}``) checks, required first;
+    [] for no controls."""
+    return list(spec.get("required", [])) + list(spec.get("any_of", [])) if spec else []
+
+
 def positive_control_passes(rows: list[dict], required: list[str], any_of: list[str]) -> tuple[bool, str]:
     """The positive control: every cell in ``required`` (e.g. the deep-features + SVM cell) and at least one of
     ``any_of`` (e.g. the from-scratch nets) found the effect (:func:`check_cells` rows). Returns (passed, why)."""

@@ -203,6 +203,13 @@ def _train_kw(p, cell, info, folder: str, train_rows: float, score_rows: float) 
             "eval_flop": 2.0 * info.macc_deploy * score_rows * epochs}
 
 
+def _score_rows(p, n_train_pat: float, n_test_pat: float, te_pp: float) -> float:
+    """Patches a trained unit scores after every epoch: its test patients and its training patients (capped at
+    ``2 x max_train_auc_patients`` as the runner caps them), ``te_pp`` scoring patches each."""
+    scored = n_train_pat if p.max_train_auc_patients is None else min(n_train_pat, 2 * p.max_train_auc_patients)
+    return (scored + n_test_pat) * te_pp
+
+
 #: Class prevalence assumed when the plan decides which learning-curve sizes can be split into ``n_folds``
 #: stratified folds (the paper's cohort: 90 luminal A of 270, "Patient Population"; the synthetic cohort's too).
 LC_PREVALENCE = 90 / 270
@@ -229,13 +236,10 @@ def trained_beyond_units(preset, cohort: CohortSize, tr_pp: float, te_pp: float)
     outer_done: set = set()
     out: list[PlanUnit] = []
 
-    def score_rows(n_train_pat, n_test_pat):
-        scored = n_train_pat if p.max_train_auc_patients is None else min(n_train_pat, 2 * p.max_train_auc_patients)
-        return (scored + n_test_pat) * te_pp
-
     def add(cell, tag, repeat, fold, n_train_pat, n_test_pat):
         folder = cell_folder(p, cell)
-        kw = _train_kw(p, cell, net_info(folder), folder, n_train_pat * tr_pp, score_rows(n_train_pat, n_test_pat))
+        kw = _train_kw(p, cell, net_info(folder), folder, n_train_pat * tr_pp,
+                       _score_rows(p, n_train_pat, n_test_pat, te_pp))
         out.append(PlanUnit(f"{cell.id} [{tag}]", cell.approach, cell.network, folder, repeat, fold, **kw))
 
     def add_outer(cell, tag):   # the grid's repeat-0 folds of the cell, unless the grid (or an earlier add) has them
@@ -298,13 +302,13 @@ def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> lis
     if p.max_score_patches_per_patient is not None:
         te_pp = min(te_pp, p.max_score_patches_per_patient)
     train_rows = n_train_pat * tr_pp
-    scored_train_pat = n_train_pat if p.max_train_auc_patients is None else min(n_train_pat,
-                                                                                2 * p.max_train_auc_patients)
-    score_rows = (scored_train_pat + n_test_pat) * te_pp
+    score_rows = _score_rows(p, n_train_pat, n_test_pat, te_pp)
     all_rows = n * (tr_pp + te_pp)
     out: list[PlanUnit] = []
     extracted: set = set()
-    controls = set(p.controls.get("required", [])) | set(p.controls.get("any_of", [])) if p.controls else set()
+    from replicate.experiments.controls import control_cells
+
+    controls = set(control_cells(p.controls))
     for cell in unique_cells(p):
         folder = cell_folder(p, cell)
         info = net_info(folder)

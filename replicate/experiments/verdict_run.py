@@ -70,7 +70,7 @@ def run_controls(config, preset, run_dir: Path, device, weights_dir, summ: dict,
     from replicate.experiments.pipeline import _stores
 
     spec = preset.controls
-    ids = list(spec["required"]) + list(spec["any_of"])
+    ids = controls.control_cells(spec)
     n = int(preset.synth.get("n_patients", 270))
     seed = int(preset.synth.get("seed", 0))
     null_effect = float(spec.get("null_effect", 0.0))
