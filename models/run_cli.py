@@ -60,6 +60,7 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
     import torch
 
     from models.graph import load_net
+    from models.precision import strict_fp32
     from models.torch_builder import to_torch
     from models.weights import load_caffemodel
 
@@ -94,7 +95,8 @@ def run_blobs(prototxt, arrays: dict, weights=None, backend="torch", device="cpu
             if channels_last and t.dim() == 4:
                 t = t.to(memory_format=torch.channels_last)
             tensors[name] = t
-        with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16), \
+                strict_fp32(device == "cuda" and not bf16):
             out = module(**tensors, blobs=blobs)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
     import onnxruntime as ort
