@@ -96,3 +96,29 @@ def test_chance_rate_of_inconsistent_under_exact_replication_and_capture_percent
     assert captured == pytest.approx(capture_probability(se_o, se_p), abs=0.02)
     assert capture_probability(1.0, 1.0) == pytest.approx(0.834, abs=0.001)
     assert chance_inconsistent_upper(30) == 4
+
+
+@pytest.mark.parametrize("ours, ci, match", [
+    (1.2, (0.5, 1.0), "outside \\[0, 1\\]"),
+    (-0.1, (0.0, 0.2), "outside \\[0, 1\\]"),
+    (0.6, (0.5, 1.1), "CI .* outside \\[0, 1\\]"),
+    (0.6, (0.7, 0.8), "outside its own CI"),
+    (0.9, (0.7, 0.8), "outside its own CI"),
+    (0.6, (0.7, 0.5), "high < low"),
+])
+def test_judge_refuses_impossible_aucs_and_cis(ours, ci, match):
+    with pytest.raises(ValueError, match=match):
+        judge(ours, ci, 0.65, (0.57, 0.71))
+    # the paper side is checked the same way
+    with pytest.raises(ValueError, match=match):
+        judge(0.65, (0.57, 0.71), ours, ci)
+
+
+def test_table6_fc_cell_uses_its_table5_ci():
+    from compare import paper
+
+    fc = paper.row("table6", blob="loss3/classifier")
+    t5 = paper.row("table5", network="GoogleNet", patch_size=120, kernel="poly")
+    assert (fc["test_auc"], fc["ci_low"], fc["ci_high"]) == (t5["test_auc"], t5["ci_low"], t5["ci_high"])
+    others = paper.table("table6").query("blob != 'loss3/classifier'")
+    assert others.ci_low.isna().all() and others.ci_high.isna().all()

@@ -119,6 +119,25 @@ METHOD = ("SEs from 95% CIs (normal approximation); d = ours - paper, SE_d = sqr
           "Schuirmann 1987); else inconclusive. Paper SE: {rule}.")
 
 
+def check_auc_ci(auc: float, ci, who: str = "ours") -> None:
+    """Refuse what no AUC and 95% CI can be: an AUC or a bound outside [0, 1], ``low > high``, or a point outside
+    its own interval (a percentile or influence-curve interval of an AUC always contains the point estimate).
+
+    Raises ValueError naming ``who`` and the values."""
+    lo, hi = (float(v) for v in ci)
+    a = float(auc)
+    if not all(math.isfinite(v) for v in (a, lo, hi)):
+        raise ValueError(f"{who}: AUC {auc!r} and CI {tuple(ci)!r} must be finite numbers")
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"{who}: AUC {a:g} is outside [0, 1]")
+    if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
+        raise ValueError(f"{who}: CI ({lo:g}, {hi:g}) is outside [0, 1]")
+    if hi < lo:
+        raise ValueError(f"{who}: CI ({lo:g}, {hi:g}) has high < low")
+    if not lo <= a <= hi:
+        raise ValueError(f"{who}: AUC {a:g} lies outside its own CI ({lo:g}, {hi:g})")
+
+
 def judge(ours_auc: float, ours_ci, paper_auc: float, paper_ci=None, margin: float = DEFAULT_MARGIN,
           paper_n: tuple[int, int] | None = None) -> Judgement:
     """Judge our AUC (with its 95% CI) against the paper's (module docstring: method and sources).
@@ -127,7 +146,8 @@ def judge(ours_auc: float, ours_ci, paper_auc: float, paper_ci=None, margin: flo
     ``paper_n=(n_pos, n_neg)``, the paper's class sizes: its SE is then Hanley & McNeil's at ``paper_auc``.
     ``margin``: the equivalence margin in AUC (> 0).
 
-    Raises ValueError for a bad CI, a non-finite AUC, ``margin <= 0`` or ``paper_ci=None`` without ``paper_n``.
+    Raises ValueError (:func:`check_auc_ci`) for an AUC or CI outside [0, 1], a CI with high < low, a point
+    outside its own CI, a non-finite AUC, ``margin <= 0`` or ``paper_ci=None`` without ``paper_n``.
 
     >>> judge(0.50, (0.45, 0.55), 0.65, (0.57, 0.71)).verdict
     'inconsistent'
@@ -137,6 +157,11 @@ def judge(ours_auc: float, ours_ci, paper_auc: float, paper_ci=None, margin: flo
     o, p = float(ours_auc), float(paper_auc)
     if not (math.isfinite(o) and math.isfinite(p)):
         raise ValueError(f"AUCs must be finite, got ours={ours_auc!r}, paper={paper_auc!r}")
+    check_auc_ci(o, ours_ci, "ours")
+    if paper_ci is not None:
+        check_auc_ci(p, paper_ci, "paper")
+    elif not 0.0 <= p <= 1.0:
+        raise ValueError(f"paper AUC {p!r} is outside [0, 1]")
     if not margin > 0:
         raise ValueError(f"equivalence margin must be > 0, got {margin!r}")
     se_o = se_from_ci(ours_ci)

@@ -53,6 +53,11 @@ def test_run_writes_the_beyond_files_and_section_and_resumes(synth_root, tmp_pat
     assert "FC layer features performed the best" in sec and "polynomial kernel best suits our problem" in sec
     pj = json.loads((out / "results" / "permutation.json").read_text())
     assert len(pj["features"]["configurations"]) == 5 and pj["features"]["n_perm"] == 99
+    # the permutation file and section say plainly which variant is tested; the claims are decided across claims
+    assert "per-patient variant" in pj["features"]["tests"] and "p (Holm, all claims)" in sec
+    rc = pj["features"]["reported_cell"]
+    if rc.get("cell"):
+        assert f"not* a test of the reported cell `{rc['cell']}`" in sec and rc["estimated_permutation_seconds"] >= 0
     assert (out / "figures" / "learning_curve.png").stat().st_size > 0
 
     # resume: every step read back, the section written once

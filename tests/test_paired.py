@@ -121,3 +121,18 @@ def test_bad_predictions_are_refused():
         Predictions(df.drop(columns="fold"))
     with pytest.raises(ProtocolError, match="scores 39 of 40"):
         Predictions(df.drop(index=0))
+
+
+def test_percentile_p_agrees_with_the_percentile_ci():
+    """The p-value inverts the percentile interval: the 95% CI excludes 0 exactly when p < 0.05 (away from the
+    boundary, where the +1 of a finite B decides towards 'no difference')."""
+    from replicate.experiments.paired import percentile_p
+
+    rng = np.random.default_rng(3)
+    for shift in np.linspace(-0.08, 0.08, 41):
+        d = rng.normal(shift, 0.03, size=10_000)
+        lo, hi = np.quantile(d, [0.025, 0.975])
+        p = percentile_p(d)
+        excludes = lo > 0 or hi < 0
+        if abs(min(abs(lo), abs(hi))) > 1e-3:
+            assert excludes == (p < 0.05), (shift, lo, hi, p)

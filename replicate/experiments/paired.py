@@ -15,15 +15,22 @@ and the same folds, so the difference of two cells can be tested *paired*:
   of" several cells, the best is **re-selected inside each resample** (the maximum over the side's cells), so the
   selection is part of the statistic. With several repeats, a cell's value is ``agg`` (the paper's ``"median"``, or
   ``"mean"``) over repeats of the fold-averaged AUC, computed on the same patient multiset. Interval: percentile
-  95%; p-value: two-sided, from the bootstrap distribution shifted to the null (E&T 16.4):
-  ``p = (1 + #{|d* - d| >= |d|}) / (1 + B)``.
+  95%; p-value: two-sided, the inversion of that same percentile interval (Efron & Tibshirani 1993, 15.4, the
+  achieved significance level of the percentile interval):
+  ``p = min(1, 2 min((1 + #{d* <= 0}) / (1 + B), (1 + #{d* >= 0}) / (1 + B)))``, so the unadjusted 95% CI
+  excludes 0 exactly when ``p < 0.05`` (up to the +1 of a finite B, which errs on the side of no difference):
+  CI and p cannot disagree by construction. **The rule that decides a claim**: the Holm-adjusted p
+  (:data:`DECIDING_P`, over every comparison of every claim), at :data:`ALPHA`; the CI is printed unadjusted
+  and describes the size of the difference.
 * **Beside it: DeLong's test** (DeLong, DeLong & Clarke-Pearson 1988, Biometrics 44:837) of two correlated AUCs on
   pooled out-of-fold scores, by the fast algorithm of Sun & Xu 2014 (IEEE Signal Process Lett 21:1389). It tests
   the pooled AUC, not the fold-averaged one; with several repeats a patient's score is the mean of its out-of-fold
   scores over repeats. For a "best of" side the cell chosen on the full data is used (no re-selection: a DeLong p of
   a best-of side is optimistic, which is why the bootstrap is primary).
 * **Multiplicity: Holm 1979** (Scand J Stat 6:65) step-down adjustment, within each claim's family of comparisons
-  and across all rows (statsmodels is not a dependency; :func:`holm` is the six-line algorithm).
+  (``p_holm_claim``) and across every comparison of every claim (``p_holm_all``; statsmodels is not a dependency;
+  :func:`holm` is the six-line algorithm). Claims are decided on ``p_holm_all``, so the family-wise error rate over
+  all the paper's claims together is held at :data:`ALPHA`, not only within each claim.
 
 Input (:func:`paired_tests`): the schema of ``results/predictions.csv``, one row per (patient, cell, repeat) with
 columns ``patient, cell, repeat, fold, score, label``.
@@ -39,6 +46,21 @@ from scipy import stats
 from replicate.experiments.protocol import ProtocolError, weighted_fold_auc
 
 PRED_COLUMNS = ("patient", "cell", "repeat", "fold", "score", "label")
+
+#: The level at which a claim's comparison is called significant, and the p column that decides it (module
+#: docstring): Holm across every comparison of every claim.
+ALPHA = 0.05
+DECIDING_P = "p_holm_all"
+
+
+def percentile_p(d: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" that inverts the percentile interval of the bootstrap replicates ``d``
+    (Efron & Tibshirani 1993, 15.4): ``min(1, 2 min((1 + #{d <= 0}), (1 + #{d >= 0})) / (1 + B))``. The percentile
+    95% interval of ``d`` excludes 0 exactly when this is below 0.05 (up to the +1 terms)."""
+    d = np.asarray(d, dtype=np.float64)
+    n = d.size
+    lo, hi = (1 + np.sum(d <= 0)) / (1 + n), (1 + np.sum(d >= 0)) / (1 + n)
+    return float(min(1.0, 2 * min(lo, hi)))
 
 
 # ------------------------------------------------------------------------------------------------ claims
@@ -270,7 +292,7 @@ def paired_difference(pred: Predictions, a, b, n_boot: int = 2000, seed: int = 0
     d = d[~np.isnan(d)]
     al = (1 - level) / 2
     lo, hi = np.quantile(d, [al, 1 - al])
-    p = (1 + np.sum(np.abs(d - d_obs) >= abs(d_obs) - 1e-12)) / (1 + d.size)
+    p = percentile_p(d)
     dl = delong(pred.labels, pred.pooled(best_a), pred.pooled(best_b)) if best_a != best_b else \
         {"diff": 0.0, "p": 1.0}
     return {"auc_a": obs_a[best_a], "auc_b": obs_b[best_b], "best_a": best_a, "best_b": best_b,
