@@ -198,7 +198,7 @@ def _paired(runner, results, flags, path: Path) -> None:
     write_csv(path, df)
 
 
-def reported_cell(results: dict, cell_id: str | None) -> dict:
+def reported_cell(results: dict, cell_id: str | None, n_folds: int = 10) -> dict:
     """The grid's own number for ``cell_id`` (the cell a table reports) and what permuting it would cost:
     ``{"cell", "test_auc", "fold_seconds", "estimated_permutation_seconds"}`` (n_perm x the seconds its folds took
     in this run; feature cells count their SVM fits only). Empty for a cell the run has not computed."""
@@ -208,7 +208,7 @@ def reported_cell(results: dict, cell_id: str | None) -> dict:
     if not rs:
         return {}
     secs = float(sum((getattr(r, "extra", {}) or {}).get("seconds", 0.0) for r in rs))
-    return {"cell": cell_id, "test_auc": float(summarise(rs).test_auc), "fold_seconds": secs}
+    return {"cell": cell_id, "test_auc": float(summarise(rs, n_folds=n_folds).test_auc), "fold_seconds": secs}
 
 
 def _permutation(runner, feats, path: Path, progress: bool, reported: dict | None = None) -> None:
@@ -369,7 +369,7 @@ def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool
               lambda: _paired(runner, results, flags, res_dir / "paired_tests.csv"))
     feats = patient_features(runner)
     fdig = _sha1(runner.patients, *[(k, v[2]) for k, v in feats.items()], *[v[0] for v in feats.values()])
-    reported = reported_cell(results, headline_id(p))
+    reported = reported_cell(results, headline_id(p), p.n_folds)
     steps.run("permutation", _sha1(fdig, reported.get("cell"), reported.get("test_auc")),
               [res_dir / "permutation.json"],
               lambda: _permutation(runner, feats, res_dir / "permutation.json", progress, reported))
