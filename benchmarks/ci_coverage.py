@@ -147,13 +147,14 @@ def main(argv=None) -> int:
         tabs.append(table(rows, truth, eff))
         dump[str(eff)] = {"truth": truth, "cv_auc": cv.tolist(), "rows": rows}
     tab = pd.concat(tabs, ignore_index=True)
-    cov = {m: {f"effect {e:g}": float(c) for e, c in zip(g.effect, g.coverage)} for m, g in tab.groupby("method")}
+    cov = {m: {f"{a.classifier}, effect {e:g}": float(c) for e, c in zip(g.effect, g.coverage)}
+           for m, g in tab.groupby("method")}
     primary = auc_ci.choose_primary(cov)
     print(markdown(tab))
     print(f"R = {a.reps} per effect, {a.patients} patients, classifier {a.classifier}, nested reps "
           f"{a.nested_reps}, n_boot {a.n_boot}; wall {time.time() - t0:.0f} s")
     print(f"primary (first of {auc_ci.PREFERENCE} with coverage >= {auc_ci.MIN_COVERAGE} at every effect): "
-          f"{primary}")
+          f"{primary or 'none'}")
     print("MEASURED_COVERAGE = " + json.dumps(cov))
     if a.json:
         with open(a.json, "w") as fh:
