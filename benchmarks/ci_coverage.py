@@ -104,8 +104,10 @@ def table(rows: list[dict], truth: float, effect: float) -> pd.DataFrame:
         hi = np.array([r["ci"][m][1] for r in rows])
         cov = float(np.mean((lo <= truth) & (truth <= hi)))
         ex = float(np.mean((lo > 0.5) | (hi < 0.5)))
+        above = float(np.mean(lo > 0.5))   # the controls' one-sided criterion (controls.ALPHA = 0.025)
         out.append({"effect": effect, "method": m, "coverage": cov, "coverage_mc_se": np.sqrt(cov * (1 - cov) / R),
                     "excludes_0.5": ex, "excludes_mc_se": np.sqrt(ex * (1 - ex) / R),
+                    "low_above_0.5": above, "above_mc_se": np.sqrt(above * (1 - above) / R),
                     "mean_width": float(np.mean(hi - lo))})
     return pd.DataFrame(out)
 
@@ -113,10 +115,14 @@ def table(rows: list[dict], truth: float, effect: float) -> pd.DataFrame:
 def markdown(tab: pd.DataFrame) -> str:
     """The table as GitHub markdown (no tabulate dependency)."""
     cols = list(tab.columns)
-    fmt = [lambda v: f"{v:g}" if isinstance(v, float) and c == "effect" else (f"{v:.3f}" if isinstance(v, float)
-                                                                             else str(v)) for c in cols]
+
+    def cell(col, v):
+        if isinstance(v, float):
+            return f"{v:g}" if col == "effect" else f"{v:.3f}"
+        return str(v)
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(f(v) for f, v in zip(fmt, row)) + " |" for row in tab.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(cols, row)) + " |" for row in tab.itertuples(index=False)]
     return "\n".join(lines)
 
 
