@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from replicate.experiments.protocol import (FoldResult, ProtocolError, patient_folds, patient_scores,
-                                            repeat_seed, summarise)
+                                            N_BOOT, repeat_seed, summarise)
 
 Candidate = Callable[[list, list, np.ndarray], pd.Series]
 
@@ -145,7 +145,7 @@ def cv_auc(candidate: Candidate, patients: pd.DataFrame, n_folds: int = 10, n_re
 
 
 def cv_summary(candidate: Candidate, patients: pd.DataFrame, n_folds: int = 10, n_repeats: int = 1,
-               seed: int = 0, n_boot: int = 1000):
+               seed: int = 0, n_boot: int = N_BOOT):
     """:class:`replicate.experiments.protocol.Summary` (test AUC and its patient-bootstrap 95% CI)."""
     return summarise(cv_results(candidate, patients, n_folds, n_repeats, seed), n_folds=n_folds, n_boot=n_boot,
                      seed=seed)

@@ -149,20 +149,31 @@ def _midranks(x: np.ndarray) -> np.ndarray:
     return stats.rankdata(x, method="average", axis=-1)
 
 
-def delong(labels, scores_a, scores_b) -> dict:
-    """DeLong's test of AUC(a) - AUC(b) on the same patients (DeLong et al. 1988), fast midrank algorithm of
-    Sun & Xu 2014. ``labels``: (n,) 0/1; ``scores_*``: (n,) one score per patient. Returns ``auc_a, auc_b, diff,
-    se, z, p`` (two-sided normal p). Raises ProtocolError when a class is missing or fewer than 2 per class."""
+def delong_placements(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUCs and DeLong placement values of ``k`` score vectors on the same patients (DeLong et al. 1988; the
+    midrank algorithm of Sun & Xu 2014, ties count 1/2).
+
+    ``labels``: (n,) 0/1; ``scores``: (k, n). Returns ``aucs`` (k,), ``v01`` (k, m): for each positive the share
+    of negatives it outscores, and ``v10`` (k, n_neg): for each negative the share of positives that outscore it;
+    ``aucs`` is the mean of either. Raises ProtocolError with fewer than 2 patients of a class."""
     y = np.asarray(labels).astype(int)
-    s = np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)])
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     x, yy = s[:, y == 1], s[:, y == 0]
     m, n = x.shape[1], yy.shape[1]
     if m < 2 or n < 2:
         raise ProtocolError(f"DeLong: need >= 2 patients per class, have {m} positive and {n} negative")
     tx, ty, tz = _midranks(x), _midranks(yy), _midranks(np.hstack([x, yy]))
     aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2.0) / n
-    v01 = (tz[:, :m] - tx) / n
-    v10 = 1.0 - (tz[:, m:] - ty) / m
+    return aucs, (tz[:, :m] - tx) / n, 1.0 - (tz[:, m:] - ty) / m
+
+
+def delong(labels, scores_a, scores_b) -> dict:
+    """DeLong's test of AUC(a) - AUC(b) on the same patients (DeLong et al. 1988), fast midrank algorithm of
+    Sun & Xu 2014. ``labels``: (n,) 0/1; ``scores_*``: (n,) one score per patient. Returns ``auc_a, auc_b, diff,
+    se, z, p`` (two-sided normal p). Raises ProtocolError when a class is missing or fewer than 2 per class."""
+    y = np.asarray(labels).astype(int)
+    aucs, v01, v10 = delong_placements(y, np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)]))
+    m, n = v01.shape[1], v10.shape[1]
     cov = np.atleast_2d(np.cov(v01)) / m + np.atleast_2d(np.cov(v10)) / n
     var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     diff = float(aucs[0] - aucs[1])
