@@ -7,6 +7,7 @@ Caffe's verbatim; the file:line in the prefix names the Caffe source that prints
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -36,6 +37,7 @@ class CaffeLog:
         self.quiet = quiet
         self.lines: list[str] = []
         self._pid = os.getpid()
+        self._held: list | None = None
 
     def __call__(self, text: str, where: str = "solver.cpp:0", severity: str = "I") -> None:
         if self.keep:
@@ -43,9 +45,30 @@ class CaffeLog:
         if self.quiet:
             return
         now = datetime.datetime.now()
-        prefix = f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {self._pid:5d} {where}] "
+        line = f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {self._pid:5d} {where}] {text}\n"
+        if self._held is not None:
+            self._held.append(line)
+            return
         stream = self.stream if self.stream is not None else sys.stderr
-        stream.write(prefix + text + "\n")
+        stream.write(line)
+        stream.flush()
+
+    @contextlib.contextmanager
+    def held(self):
+        """Hold the lines logged inside the block; print them when it succeeds, drop them when it raises, so
+        that bad input (a net or solver refused while it is being set up) leaves the one error line alone."""
+        if self._held is not None:  # nested: the outer block decides
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        except BaseException:
+            self._held = None
+            raise
+        lines, self._held = self._held, None
+        stream = self.stream if self.stream is not None else sys.stderr
+        stream.write("".join(lines))
         stream.flush()
 
 
