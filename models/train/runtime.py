@@ -19,7 +19,6 @@ is deterministic.
 """
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 
 from models.errors import CaffeError, InputError, NetDefinitionError
 from models.graph import PHASES, layer_included, load_net
+from models.precision import strict_fp32
 from models.schema import pb
 from models.train.updates import LearnableParam
 from models.upgrade import upgrade_net
@@ -189,9 +189,10 @@ class RuntimeNet:
         return out
 
     def _autocast(self):
+        """bf16: autocast (float32 master weights); fp32: IEEE float32 on CUDA, TF32 off, as Caffe computes."""
         if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return strict_fp32(self.device.type == "cuda")
 
     # ---- forward / backward ------------------------------------------------------------------------------
     def forward(self, blobs="outputs", grad: bool = False, load: bool = True, retain_grad: bool = False):
@@ -255,7 +256,8 @@ class RuntimeNet:
                 tensors.append(t)
                 grads.append(d)
         if tensors:
-            torch.autograd.backward(tensors, grads)
+            with strict_fp32(self.device.type == "cuda" and self.precision == "fp32"):
+                torch.autograd.backward(tensors, grads)
 
     def forward_backward(self) -> float:
         """``Net::ForwardBackward``: one batch forward and backward; returns the loss (float32 value)."""
