@@ -20,6 +20,9 @@ SUBCOMMANDS = [
     ("audit", "models.audit", "compare the Table 2 nets' input size, MACC and params with the paper"),
     ("convert", "models.convert_cli", "convert a prototxt (+ caffemodel) to ONNX"),
     ("run", "models.run_cli", "run a net with torch or onnxruntime and write the requested blobs"),
+    ("train", "models.train_cli", "train a net with a solver.prototxt, as `caffe train`"),
+    ("test", "models.train_cli", "score a caffemodel on a net's TEST phase, as `caffe test`"),
+    ("time", "models.train_cli", "time forward/backward per layer, as `caffe time`"),
     ("fetch-weights", "models.fetch", "download the BVLC GoogLeNet and VGG16 ImageNet caffemodels"),
 ]
 
@@ -68,4 +71,4 @@ def dispatch(prog: str, description: str, subcommands, argv=None, errors: tuple 
 
 
 def main(argv=None) -> int:
-    return dispatch("python -m models", "Inspect, audit, convert and run Caffe nets.", SUBCOMMANDS, argv)
+    return dispatch("python -m models", "Inspect, audit, convert, run and train Caffe nets.", SUBCOMMANDS, argv)

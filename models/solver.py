@@ -3,6 +3,9 @@
 One iteration (``Solver::Step``): clear the gradients, run forward/backward ``iter_size`` times (gradients add
 up), then ``ApplyUpdate``:
 
+The update itself is :func:`models.train.updates.apply_update` (shared with the six-solver
+:class:`models.train.Solver`, which also runs the nets, tests, logs and snapshots as ``caffe train``):
+
 1. ``rate = GetLearningRate()`` for the current ``iter`` (policies fixed, step, exp, inv, multistep, poly,
    sigmoid);
 2. ``ClipGradients``: if ``clip_gradients >= 0`` and the global L2 norm of the gradients exceeds it, scale them;
@@ -24,6 +27,7 @@ import torch
 from models.errors import CaffeError
 from models.prototxt_io import read_solver_text
 from models.schema import pb
+from models.train.updates import LearnableParam, apply_update
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -114,34 +118,15 @@ class CaffeSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 closure()
         rate, self.current_step = learning_rate(self.sp, self.iter, self.current_step)
-        params = [p for g in self.param_groups for p in g["params"]]
-        grads = {p: (p.grad if p.grad is not None else torch.zeros_like(p)) for p in params}
-        clip = float(self.sp.clip_gradients)
-        if clip >= 0:
-            norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads.values()))
-            if norm > clip:
-                factor = clip / norm
-                grads = {p: g * factor for p, g in grads.items()}
-        momentum = float(self.sp.momentum)
-        wd = float(self.sp.weight_decay)
+        params, history = [], []
         for group in self.param_groups:
-            local_rate = float(np.float32(rate) * np.float32(group["lr_mult"]))
-            local_decay = float(np.float32(wd) * np.float32(group["decay_mult"]))
             for p in group["params"]:
-                g = grads[p].clone()
-                if self.iter_size != 1:
-                    g.mul_(float(np.float32(1.0) / np.float32(self.iter_size)))
-                if local_decay:
-                    if self.sp.regularization_type == "L2":
-                        g.add_(p, alpha=local_decay)
-                    else:
-                        g.add_(torch.sign(p), alpha=local_decay)
+                params.append(LearnableParam(p, group["lr_mult"], group["decay_mult"]))
                 state = self.state[p]
-                hist = state.get("history")
-                if hist is None:
-                    hist = state["history"] = torch.zeros_like(p)
-                hist.mul_(momentum).add_(g, alpha=local_rate)
-                p.sub_(hist)
+                if "history" not in state:
+                    state["history"] = torch.zeros_like(p)
+                history.append(state["history"])
+        apply_update("SGD", self.sp, params, history, rate, self.iter)
         self.iter += 1
         return rate
 

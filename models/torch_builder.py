@@ -312,6 +312,42 @@ class CaffeModule(nn.Module):
         return OrderedDict((b, values[self._version_id(b)]) for b in wanted)
 
 
+    def forward_range(self, start: int, end: int, values: dict, dropout_masks: dict | None = None,
+                      retain_grad: bool = False) -> "OrderedDict[str, torch.Tensor]":
+        """Caffe's ``Net::ForwardFromTo(start, end)``: run layers ``start..end`` (indices into ``net.layers``) only.
+
+        ``values``: ``{blob: tensor}`` for every blob those layers read that an earlier layer (or an input)
+        produced, i.e. what ``net.blobs`` holds before layer ``start``. Returns ``values`` updated with the tops
+        written (last write wins, as in Caffe); with ``retain_grad`` each blob's first tensor keeps its gradient
+        (:meth:`blob_diffs`)."""
+        out = OrderedDict((k, v) for k, v in values.items())
+        masks = dropout_masks or {}
+        firsts = {}
+        if retain_grad:
+            for k, t in out.items():
+                if t.requires_grad:
+                    t.retain_grad()
+                    firsts[k] = t
+        for layer, _, _ in self.steps[start:end + 1]:
+            missing = [b for b in layer.bottoms if b not in out]
+            if missing:
+                raise InputError(f"layer '{layer.name}' needs blobs {missing}, which were not computed")
+            xs = [out[b] for b in layer.bottoms]
+            mod = self.layer_modules[_key(layer.name)]
+            tops = mod(*xs, mask=masks[layer.name]) if layer.name in masks else mod(*xs)
+            seen_ids = {id(x) for x in xs}
+            for name, t in zip(layer.tops, tops):
+                if id(t) in seen_ids:
+                    t = t.view_as(t)
+                seen_ids.add(id(t))
+                if retain_grad and name not in firsts and t.requires_grad:
+                    t.retain_grad()
+                    firsts[name] = t
+                out[name] = t
+        self._first_versions = firsts
+        return out
+
+
 def to_torch(net, seed: int | None = None, params_from: CaffeModule | None = None,
              memory_format: str = "auto") -> CaffeModule:
     """Build a :class:`CaffeModule` from a :class:`models.Net`; parameters are initialised by Caffe's fillers
