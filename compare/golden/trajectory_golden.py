@@ -338,6 +338,7 @@ def make(case: str, out_dir: Path, caffe_info: dict, caffe_bin: str) -> dict:
             files += [f"snap_iter_{it}.caffemodel{sfx}", f"snap_iter_{it}.solverstate{sfx}"]
         for f in files:
             shutil.copyfile(td / f, out_dir / f)
+        shutil.copyfile(td / f"snap_iter_{MAX_ITER}.caffemodel{sfx}", out_dir / f"final.caffemodel{sfx}")
         atomic_write_text(out_dir / "caffe.log", text)
         for tag, f in (("init", "init.caffemodel"), (f"iter{SNAPSHOT}", f"snap_iter_{SNAPSHOT}.caffemodel{sfx}"),
                        ("final", f"snap_iter_{MAX_ITER}.caffemodel{sfx}")):
@@ -350,7 +351,7 @@ def make(case: str, out_dir: Path, caffe_info: dict, caffe_bin: str) -> dict:
         "caffe": caffe_info, "command": "caffe train --solver=solver.prototxt --weights=init.caffemodel "
         "(cwd: a folder holding the fixture's files and write_data's sources; OMP/OPENBLAS threads 1)",
         "iterations": sorted(log.loss), "test_iters": test_iters, "snapshots": log.snapshots,
-        "snapshot_format": "HDF5" if sfx else "BINARYPROTO", "final_weights": f"snap_iter_{MAX_ITER}.caffemodel{sfx}",
+        "snapshot_format": "HDF5" if sfx else "BINARYPROTO", "final_weights": f"final.caffemodel{sfx}",
         "data": {"recipe": f"trajectory_golden.write_data({net!r}, {feed!r}, folder, Datum, BlobProto)",
                  "digests": digests},
         "weights_recipe": f"seeded.layer_params('train/{net}/<layer>', <type>, <shapes>) saved by pycaffe Net.save",
@@ -358,3 +359,30 @@ def make(case: str, out_dir: Path, caffe_info: dict, caffe_bin: str) -> dict:
     }
     atomic_write_text(out_dir / "provenance.json", json.dumps(prov, indent=1) + "\n")
     return prov
+
+
+def main(argv=None) -> int:
+    """``python compare/golden/trajectory_golden.py [--out DIR] [CASE ...]``: (re)make train__<case> fixtures.
+
+    The full regeneration and ``--check`` go through make_golden.py (which calls ``make`` for every case).
+    """
+    import argparse
+    import sys
+    from make_golden import caffe_info
+    import caffe_tool
+    ap = argparse.ArgumentParser(description="golden training trajectories from the real caffe tool")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "fixtures")
+    ap.add_argument("cases", nargs="*", choices=sorted(CASES) + [[]], default=[])
+    args = ap.parse_args(argv)
+    exe = caffe_tool.caffe_bin()
+    if exe is None:
+        print("trajectory_golden: no real caffe binary (run build_caffe.sh or set RGR_CAFFE_BIN)", file=sys.stderr)
+        return 2
+    for case in args.cases or list(CASES):
+        prov = make(case, args.out / f"train__{case}", caffe_info(), exe)
+        print(f"made train__{case}: loss {prov['losses'][0]:.6g} -> {prov['losses'][-1]:.6g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
