@@ -25,7 +25,9 @@ Fixture ``train__<case>/``: ``solver.prototxt``, ``net.prototxt`` (sources relat
 ``snap_iter_50.*`` (the final weights), ``blobs.npz`` (numbers parsed from the log and the weights read from the
 snapshots) and ``provenance.json``.  ``blobs.npz`` keys: ``loss`` (iterations 0..50 as logged: the 50th is
 Solve()'s closing forward), ``lr`` and ``train/<output>`` (iterations 0..49), ``test/<output>`` (per test point, ``test_iters`` in provenance),
-``init/<layer>/<i>``, ``iter25/<layer>/<i>``, ``final/<layer>/<i>``.
+``init/<layer>/<i>``, ``iter25/<layer>/<i>``, ``final/<layer>/<i>``; ``resume/loss`` (iterations 25..50) and
+``resume_final/<layer>/<i>`` from ``caffe train --snapshot=snap_iter_25.solverstate`` run in a fresh folder
+(its log: ``caffe_resume.log``).  ``final.caffemodel`` is a copy of ``snap_iter_50.caffemodel``.
 """
 from __future__ import annotations
 
@@ -333,6 +335,25 @@ def make(case: str, out_dir: Path, caffe_info: dict, caffe_bin: str) -> dict:
         if not log.done or any(i not in log.loss for i in range(MAX_ITER)):
             raise RuntimeError(f"{case}: caffe train log incomplete ({len(log.loss)} iterations):\n{text[-2000:]}")
         arrs, test_iters = log_arrays(log)
+        # Resume from Caffe's own iteration-25 snapshot, in a fresh folder: Caffe's data readers restart at the
+        # first record (the DataReader cursor is not in the solverstate), so this is its own trajectory.
+        rd = td / "resume"
+        rd.mkdir()
+        for f in ["solver.prototxt", "net.prototxt", f"snap_iter_{SNAPSHOT}.caffemodel{sfx}",
+                  f"snap_iter_{SNAPSHOT}.solverstate{sfx}"]:
+            shutil.copyfile(td / f, rd / f)
+        write_data(net, feed, rd, caffe_pb2.Datum, caffe_pb2.BlobProto)
+        rp = caffe_tool.run_caffe(["train", "--solver=solver.prototxt",
+                                   f"--snapshot=snap_iter_{SNAPSHOT}.solverstate{sfx}"], rd, threads=1)
+        rlog = caffe_log.parse_train_log(rp.stderr)
+        if not rlog.done or any(i not in rlog.loss for i in range(SNAPSHOT, MAX_ITER)):
+            raise RuntimeError(f"{case}: caffe resume log incomplete:\n{rp.stderr[-2000:]}")
+        rarrs, _ = log_arrays(rlog)
+        arrs["resume/loss"] = rarrs["loss"]
+        atomic_write_text(out_dir / "caffe_resume.log", rp.stderr)
+        for layer, blobs in read_weights(rd / f"snap_iter_{MAX_ITER}.caffemodel{sfx}", caffe_pb2.NetParameter).items():
+            for i, b in enumerate(blobs):
+                arrs[f"resume_final/{layer}/{i}"] = b
         files = ["solver.prototxt", "net.prototxt", "init.caffemodel"]
         for it in (SNAPSHOT, MAX_ITER):
             files += [f"snap_iter_{it}.caffemodel{sfx}", f"snap_iter_{it}.solverstate{sfx}"]
@@ -356,6 +377,8 @@ def make(case: str, out_dir: Path, caffe_info: dict, caffe_bin: str) -> dict:
                  "digests": digests},
         "weights_recipe": f"seeded.layer_params('train/{net}/<layer>', <type>, <shapes>) saved by pycaffe Net.save",
         "losses": [log.loss[i] for i in sorted(log.loss)],
+        "resume": {"command": f"caffe train --solver=solver.prototxt --snapshot=snap_iter_{SNAPSHOT}.solverstate{sfx}",
+                   "iterations": sorted(rlog.loss), "losses": [rlog.loss[i] for i in sorted(rlog.loss)]},
     }
     atomic_write_text(out_dir / "provenance.json", json.dumps(prov, indent=1) + "\n")
     return prov
