@@ -22,6 +22,10 @@
 #     CopyLayers, or its later SolverParameter.weights): `caffe train --weights W` silently started from the
 #     fillers. Upstream's CopyLayers (weights into the train net and every test net, comma-separated list) is
 #     put back, called when no --snapshot is given, as upstream does.
+#   * BatchNorm statistics: the fork kept upstream's UpgradeNetBatchNorm (which clears a BatchNorm layer's three
+#     `param { lr_mult: 0 }` specs) but dropped the loop in BatchNormLayer::LayerSetUp that then masks the three
+#     statistics blobs with lr_mult 0, so the solver weight-decayed (and momentum-updated) the running mean,
+#     variance and factor: real BVLC Caffe's stats change only in Forward. Upstream's loop is put back.
 # The tool binaries end up in <src>/install/bin (caffe, upgrade_net_proto_text, ...); the path of the `caffe` binary is
 # written to $WORK/CAFFE_BIN and to ${RGR_CAFFE_CACHE}/caffe_bin.txt (the newest build), which
 # compare/golden/caffe_tool.py reads (RGR_CAFFE_BIN overrides).
@@ -31,7 +35,7 @@ set -euo pipefail
 PY="${1:-python3}"
 PY="$(command -v "$PY")"
 VERSION=9.0.2
-PATCH_ID="boostpy-lib+drop-test-include+cpu-only+lmdb-leveldb-hdf5+tools+train-weights-v3"
+PATCH_ID="boostpy-lib+drop-test-include+cpu-only+lmdb-leveldb-hdf5+tools+train-weights+bn-mask-v4"
 PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 # the cache key: sdist version + patch steps + the Python minor version (_caffe.so links libpython3.X)
 KEY="$(printf '%s|%s|python%s' "$VERSION" "$PATCH_ID" "$PYVER" | sha256sum | cut -c1-12)"
@@ -123,6 +127,27 @@ edit("python/CMakeLists.txt", "add_library(pycaffe SHARED ${python_srcs} ${srcs}
      "add_library(pycaffe SHARED ${python_srcs})")
 edit("python/CMakeLists.txt", "target_link_libraries(pycaffe proto ", "target_link_libraries(pycaffe caffe proto ")
 edit("python/CMakeLists.txt", "-lhdf5_hl -lhdf5 -lopenblas)", f"-lhdf5_hl -lhdf5 -lopenblas {extra})")
+edit("src/caffe/layers/batch_norm_layer.cpp", """  }
+}
+
+template <typename Dtype>
+void BatchNormLayer<Dtype>::Reshape(""", """  }
+  // Mask statistics from optimization by setting local learning rates
+  // for mean, variance, and the bias correction to zero.
+  for (int i = 0; i < this->blobs_.size(); ++i) {
+    if (this->layer_param_.param_size() == i) {
+      ParamSpec* fixed_param_spec = this->layer_param_.add_param();
+      fixed_param_spec->set_lr_mult(0.f);
+    } else {
+      CHECK_EQ(this->layer_param_.param(i).lr_mult(), 0.f)
+          << "Cannot configure batch normalization statistics as layer "
+          << "parameters.";
+    }
+  }
+}
+
+template <typename Dtype>
+void BatchNormLayer<Dtype>::Reshape(""")
 PYPATCH
     grep -q '^add_subdirectory(tools)' "$SRC/CMakeLists.txt" || { log "patch 4 failed"; exit 1; }
     rm -rf "$SRC/build"; mkdir -p "$SRC/build"
