@@ -13,6 +13,7 @@ Fixture kinds:
     Input layers (batch 2), forward; TRAIN also records dropout tops and losses and (small nets) param diffs.
   * ``edge__<name>__<PHASE>``: compare/golden/nets/<name>.prototxt, forward and backward (seeded top diffs).
   * ``solver__<policy>``: SGDSolver, 6 iterations, params after each (solver_golden.py describes them).
+  * ``train__<case>``: 50 iterations of the real ``caffe train`` tool (trajectory_golden.py describes them).
 Each fixture is a folder with net.prototxt (upstream syntax), blobs.npz, provenance.json and, for small nets,
 weights.caffemodel written by Caffe's Net.save().
 """
@@ -526,6 +527,18 @@ def generate(out: Path, only: list[str] | None, log=print) -> list[str]:
         if only and fx not in only:
             continue
         solver_golden.make(name, out / fx, caffe_info())
+        log(f"made {fx}")
+        made.append(fx)
+    import caffe_tool
+    import trajectory_golden
+    exe = caffe_tool.caffe_bin()
+    for case in trajectory_golden.CASES:
+        fx = f"train__{case}"
+        if only and fx not in only:
+            continue
+        if exe is None:
+            raise GoldenError(f"{fx}: no real caffe binary (build_caffe.sh builds it; or set RGR_CAFFE_BIN)")
+        trajectory_golden.make(case, out / fx, caffe_info(), exe)
         log(f"made {fx}")
         made.append(fx)
     if not only:
