@@ -54,10 +54,13 @@ VEC, LOSS_CLASSES, LOSS_N, LOSS_BATCH = 16, 4, 20, 6
 
 # ---------------------------------------------------------------------------------------------------------------
 # nets
+# conv1 has no bias, as in Caffe's ResNet nets: a bias right before BatchNorm gets a gradient that is zero up to
+# float32 rounding, which the adaptive solvers (AdaGrad, RMSProp, Adam) divide by its own tiny RMS, so it moves by
+# about +-lr a step in a direction set by summation order (ours and Caffe's differ there; nothing else does).
 _CONV_BODY = """
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
-  convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+  param { lr_mult: 1 decay_mult: 1 }
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 bias_term: false } }
 layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1"
   param { lr_mult: 0 decay_mult: 0 } param { lr_mult: 0 decay_mult: 0 } param { lr_mult: 0 decay_mult: 0 }
   batch_norm_param { moving_average_fraction: 0.9 } }
