@@ -1,4 +1,4 @@
-"""The 5-minute GPU check (issue 11, item 5): fidelity and throughput of this harness on the card at hand, as one
+"""The 5-minute GPU check: fidelity and throughput of this harness on the card at hand, as one
 markdown table, so that a rerun fits a short GPU lease.
 
     python benchmarks/gpu_check.py [--seconds 2] [--cpu-smoke] [--out table.md]
@@ -16,7 +16,9 @@ Rows (each measured in this run; a benchmark, nothing passes or fails):
    (``replicate.experiments.training.train_folds_packed``' scheme: one iteration of each in turn);
 4. **feature extraction** images/s of GoogLeNet and VGG16 (every Table 6 blob from one forward pass);
 5. **SVM** fit seconds (cuML on the GPU if installed, scikit-learn on the CPU) at 4,000 x 1000;
-6. **plan**: the paper grid (paper cohort size) extrapolated to this card from the measured train-step rates.
+6. **plan**: the paper grid (paper cohort size) extrapolated to this card from the measured train-step rates;
+7. **trainparity**: ``models train --device cuda`` on every golden trajectory (compare/test_train_parity.py with
+   ``RGR_TRAIN_DEVICE``): losses, test outputs and final weights against real ``caffe train`` (needs pytest).
 
 A part whose package or device is missing prints one line saying so ("no CUDA device: ...", "onnxruntime CUDA
 provider not available: ...") and the rest runs. Without CUDA (or with ``--cpu-smoke``) it runs a small CPU
@@ -25,6 +27,7 @@ version of rows 2-6 in well under a minute, to prove the script itself works.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -261,6 +264,25 @@ class _Null:
         return False
 
 
+def train_parity(rows, dev):
+    """``models train --device cuda`` against real ``caffe train``: compare/test_train_parity.py run with
+    ``RGR_TRAIN_DEVICE`` set to this device (fp32, TF32 off), so the golden trajectories' tolerances judge CUDA."""
+    import importlib.util
+    import subprocess
+    if importlib.util.find_spec("pytest") is None:
+        rows.append(("train parity vs real Caffe", "pytest not installed: not run", "", ""))
+        return
+    root = Path(__file__).resolve().parents[1]
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "compare/test_train_parity.py"],
+                       cwd=root, env=dict(os.environ, RGR_TRAIN_DEVICE=str(dev)), capture_output=True, text=True,
+                       timeout=max(60.0, BUDGET_S * 0.4))
+    last = (p.stdout.strip().splitlines() or ["no output"])[-1]
+    rows.append((f"train parity vs real Caffe on {dev} (golden trajectories, 50 iterations)", last,
+                 f"{time.perf_counter() - t:.0f} s", "exit 0" if p.returncode == 0 else f"exit {p.returncode}"))
+    print(p.stdout[-4000:], flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="timing window per measurement")
@@ -268,7 +290,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-smoke", action="store_true", help="the small CPU version even when CUDA is present")
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--budget-s", type=float, default=300.0, help="whole-check budget; agreement gets 40%% of it")
-    ap.add_argument("--parts", help="comma-separated subset: agreement,inference,train,features,svm,plan")
+    ap.add_argument("--parts", help="comma-separated subset: agreement,inference,train,features,svm,plan,trainparity")
     args = ap.parse_args(argv)
     global BUDGET_S
     BUDGET_S = args.budget_s
@@ -290,7 +312,8 @@ def main(argv=None) -> int:
                  lambda: features(rows, dev, args.seconds, 64, [("GoogLeNet", "googlenet_imagenet"),
                                                                 ("VGG16", "vgg16_imagenet")]),
                  lambda: svm(rows, 4000, 1000),
-                 lambda: plan_row(rows, dev, args.seconds)]
+                 lambda: plan_row(rows, dev, args.seconds),
+                 lambda: train_parity(rows, dev)]
     else:
         dev = torch.device("cpu")
         card = "CPU (smoke)"
@@ -300,9 +323,10 @@ def main(argv=None) -> int:
                  lambda: train_steps(rows, dev, s, 2, 2, [("CIFAR", "cifar")]),
                  lambda: features(rows, dev, s, 2, [("CIFAR", "cifar")]),
                  lambda: svm(rows, 300, 100),
-                 lambda: plan_row(rows, None, s)]
+                 lambda: plan_row(rows, None, s),
+                 lambda: train_parity(rows, dev)]
     if args.parts:
-        names = ["agreement", "inference", "train", "features", "svm", "plan"]
+        names = ["agreement", "inference", "train", "features", "svm", "plan", "trainparity"]
         keep = {x.strip() for x in args.parts.split(",")}
         bad = keep - set(names)
         if bad:

@@ -14,6 +14,7 @@ Tolerances (fixed before any comparison was run; float32 arithmetic in a differe
 a logged loss/lr/test value within ``LOSS_TOL * max(1, |caffe|)`` (the log prints 6 significant digits, so
 5e-6 relative is the printing's own resolution); a weight blob within ``WEIGHT_TOL * max(1, max|caffe blob|)``.
 Skipped, with the reason, when ``models.train`` or ``models.data`` (the LMDB/HDF5 sources) is not importable.
+``RGR_TRAIN_DEVICE=cuda`` trains on the GPU instead (fp32, TF32 off): the same tolerances then prove CUDA parity.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(GOLDEN))
 import caffe_log  # noqa: E402
 import trajectory_golden as tg  # noqa: E402
 
+DEVICE = os.environ.get("RGR_TRAIN_DEVICE", "cpu")
 LOSS_TOL = 5e-5
 WEIGHT_TOL = 1e-4
 FIRST_ITERS = 50
@@ -71,7 +73,8 @@ def _prepare(case: str, folder: Path) -> dict:
 
 def _train(folder: Path, *extra: str) -> caffe_log.TrainLog:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "models", "train", "--solver", "solver.prototxt", *extra],
+    p = subprocess.run([sys.executable, "-m", "models", "train", "--solver", "solver.prototxt", "--device", DEVICE,
+                        *extra],
                        cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, f"models train {' '.join(extra)} exited {p.returncode}:\n{p.stderr[-3000:]}"
     return caffe_log.parse_train_log(p.stderr)
