@@ -19,6 +19,7 @@ _LAZY = {
     "to_torch": "models.torch_builder", "CaffeModule": "models.torch_builder",
     "load_caffemodel": "models.weights", "save_caffemodel": "models.weights",
     "CaffeSGD": "models.solver", "to_onnx": "models.onnx_export",
+    "register_layer": "models.plugins",
 }
 
 __all__ = ["load_net", "Net", "Layer", "read_caffemodel", "write_caffemodel", "check_params", "params_for_net",

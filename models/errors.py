@@ -40,7 +40,8 @@ class UnknownLayerError(NetDefinitionError):
         named = ", ".join(f"layer '{n}' has type '{t}'" for n, t in pairs)
         head = f"{named}, which is not supported" if len(pairs) == 1 else \
             f"{len(pairs)} layers have types that are not supported: {named}"
-        super().__init__(f"{head}; supported types: " + ", ".join(sorted(supported)))
+        super().__init__(f"{head} (add a type with models.register_layer or an installed layer plugin, see "
+                         "docs/plugins.md); supported types: " + ", ".join(sorted(supported)))
 
 
 class ShapeError(NetDefinitionError):

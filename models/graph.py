@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import NetDefinitionError, ShapeError, UnknownLayerError
 from .prototxt_io import read_net_text
 from .schema import pb
+from .plugins import load_entry_points
 from .shapes import SHAPE_FUNCTIONS, check_blob_counts, check_blob_shape
 from .upgrade import upgrade_net
 
@@ -268,6 +269,7 @@ def load_net(source, phase: str = "TEST", batch: int | None = None, input_shapes
 
     for name, s in inputs.items():
         check_blob_shape(s, f"{where}input '{name}'")
+    load_entry_points()   # installed layer plugins add their types before any is called unknown
     unknown = [(l.name, l.type) for l in layers if l.type not in SHAPE_FUNCTIONS]
     if unknown:
         raise UnknownLayerError(unknown, None, supported_layer_types())

@@ -83,6 +83,8 @@ def _load_all() -> None:
     # importing the family modules runs their @register decorators
     from models.layers import (activations, conv, inner_product, losses, lrn,  # noqa: F401
                                normalization, pooling, reduction, structural)
+    from models.plugins import load_entry_points
+    load_entry_points()
 
 
 def supported_types() -> list[str]:
