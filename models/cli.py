@@ -36,8 +36,27 @@ def _resolve(module_name: str, name: str):
     return module.add_arguments, module.main
 
 
-def build_parser(prog: str, description: str, subcommands, only: str | None = None) -> argparse.ArgumentParser:
-    """The top-level parser; only the subcommand ``only`` gets its arguments (its module is imported)."""
+#: the subcommands that read nets or caffemodels, so take ``--proto`` (a fork's caffe.proto)
+PROTO_COMMANDS = ("info", "convert", "run", "train", "test", "time")
+
+
+def _add_proto(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--proto", metavar="CAFFE_PROTO",
+                   help="a fork's caffe.proto: parse the net, caffemodel and solver with it (compiled at run time; "
+                        "default: BVLC's), so its *_param fields read; layer types still unknown need a plugin "
+                        "(docs/plugins.md)")
+
+
+def _use_proto(args) -> None:
+    if getattr(args, "proto", None):
+        from .schema import use_proto   # here: top-level --help must not compile the schema
+        use_proto(args.proto)
+
+
+def build_parser(prog: str, description: str, subcommands, only: str | None = None,
+                 common: tuple = ()) -> argparse.ArgumentParser:
+    """The top-level parser; only the subcommand ``only`` gets its arguments (its module is imported).
+    ``common``: ``(names, add_arguments)`` pairs of options shared by several subcommands."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -46,16 +65,23 @@ def build_parser(prog: str, description: str, subcommands, only: str | None = No
         if name == only:
             add, fn = _resolve(module, name)
             add(p)
+            for names, add_common in common:
+                if name in names:
+                    add_common(p)
             p.set_defaults(_main=fn)
     return parser
 
 
-def dispatch(prog: str, description: str, subcommands, argv=None, errors: tuple = (), interrupted: str = "") -> int:
-    """Parse ``argv``, run the chosen subcommand, turn the package's errors into one line + exit 2."""
+def dispatch(prog: str, description: str, subcommands, argv=None, errors: tuple = (), interrupted: str = "",
+             common: tuple = (), before=None) -> int:
+    """Parse ``argv``, run the chosen subcommand, turn the package's errors into one line + exit 2.
+    ``common``: shared options (see :func:`build_parser`); ``before(args)``: runs first, under the same error rule."""
     argv = sys.argv[1:] if argv is None else list(argv)
     only = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(prog, description, subcommands, only).parse_args(argv)
+    args = build_parser(prog, description, subcommands, only, common).parse_args(argv)
     try:
+        if before is not None:
+            before(args)
         return int(args._main(args) or 0)
     except PrototxtSyntaxError as e:
         print(str(e), file=sys.stderr)  # FILE:LINE:COL: message
@@ -71,4 +97,5 @@ def dispatch(prog: str, description: str, subcommands, argv=None, errors: tuple 
 
 
 def main(argv=None) -> int:
-    return dispatch("python -m models", "Inspect, audit, convert, run and train Caffe nets.", SUBCOMMANDS, argv)
+    return dispatch("python -m models", "Inspect, audit, convert, run and train Caffe nets.", SUBCOMMANDS, argv,
+                    common=((PROTO_COMMANDS, _add_proto),), before=_use_proto)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import NetDefinitionError, ShapeError, UnknownLayerError
 from .prototxt_io import read_net_text
-from .schema import pb
+from .schema import pb, use_proto
 from .plugins import load_entry_points
 from .shapes import SHAPE_FUNCTIONS, check_blob_counts, check_blob_shape
 from .upgrade import upgrade_net
@@ -191,12 +191,15 @@ def _data_layer_shapes(layer, where: str) -> list:
 
 
 def load_net(source, phase: str = "TEST", batch: int | None = None, input_shapes: dict | None = None,
-             level: int = 0, stages=()) -> Net:
+             level: int = 0, stages=(), proto=None) -> Net:
     """Load a Caffe net (prototxt path, prototxt text, or a ``pb.NetParameter``) for one phase.
 
     ``batch`` overrides the first dimension of every input; ``input_shapes`` gives or overrides the shape of
-    named input blobs (needed for Data layers whose shape lives in their database).
+    named input blobs (needed for Data layers whose shape lives in their database). ``proto``: a fork's
+    caffe.proto to parse with, for the rest of the process (:func:`models.schema.use_proto`).
     """
+    if proto is not None:
+        use_proto(proto)
     if phase not in PHASES:
         raise ValueError(f"phase must be 'TRAIN' or 'TEST', got {phase!r}")
     if isinstance(source, pb.NetParameter):

@@ -54,16 +54,16 @@ def _compile_descriptor_set(proto: Path, out: Path) -> None:
         raise RuntimeError(f"protoc failed on {proto}: {proc.stderr.strip()}")
 
 
-def _descriptor_set_bytes() -> bytes:
-    text = PROTO_PATH.read_bytes()
+def _descriptor_set_bytes(proto: Path = PROTO_PATH) -> bytes:
+    text = proto.read_bytes()
     key = hashlib.sha1(text).hexdigest()[:16]
-    target = cache_dir() / f"caffe-{key}.desc"
+    target = cache_dir() / f"{proto.stem}-{key}.desc"
     if target.exists():
         return target.read_bytes()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / "caffe.desc"
-        _compile_descriptor_set(PROTO_PATH, out)
+        _compile_descriptor_set(proto, out)
         data = out.read_bytes()
         os.replace(out, target)  # atomic: concurrent first uses never see half a file
     return data
@@ -75,21 +75,76 @@ def _message_class(pool, desc):
     return message_factory.MessageFactory(pool).GetPrototype(desc)  # protobuf 4.21
 
 
-def _build() -> types.SimpleNamespace:
-    fds = descriptor_pb2.FileDescriptorSet.FromString(_descriptor_set_bytes())
+def _build(proto: Path = PROTO_PATH) -> dict:
+    fds = descriptor_pb2.FileDescriptorSet.FromString(_descriptor_set_bytes(proto))
     pool = descriptor_pool.DescriptorPool()
     for fdp in fds.file:
         pool.Add(fdp)
-    fd = pool.FindFileByName("caffe.proto")
-    ns = types.SimpleNamespace()
+    fd = pool.FindFileByName(proto.name)
+    ns = {}
     for name, desc in fd.message_types_by_name.items():
-        setattr(ns, name, _message_class(pool, desc))
+        ns[name] = _message_class(pool, desc)
     for name, enum in fd.enum_types_by_name.items():
-        setattr(ns, name, enum)
-    ns.TRAIN, ns.TEST = 0, 1
-    ns.pool = pool
+        ns[name] = enum
+    ns["TRAIN"], ns["TEST"] = 0, 1
+    ns["pool"] = pool
+    ns["proto_path"] = proto
     return ns
 
 
-pb = _build()
+#: the messages a user's caffe.proto must define (with Caffe's field names) to stand in for BVLC's
+REQUIRED_MESSAGES = ("NetParameter", "LayerParameter", "BlobProto", "BlobShape")
+
+
+def use_proto(path) -> types.SimpleNamespace:
+    """Parse nets, caffemodels and solvers with the caffe.proto at ``path`` (a fork's), for the rest of the process.
+
+    The file is compiled at run time by ``grpc_tools.protoc`` (cached by content, as BVLC's is) and its message
+    classes replace BVLC's in :data:`pb`, so a fork's ``*_param`` fields read in prototxt text and caffemodels and
+    layer plugins (:func:`models.register_layer`) see them as ``layer.proto.<field>``. Messages the file does not
+    define (a fork older than BVLC master may lack ``Datum`` or ``SolverState``) stay BVLC's. The schema is
+    process-wide: a second, different file is refused, since messages already parsed with the first cannot mix
+    with the second's. ``python -m models info|convert|run|train|test|time --proto FILE`` calls this first.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.proto`` file in Caffe's ``package caffe;`` with at least :data:`REQUIRED_MESSAGES` (and the field names
+        of BVLC's for the layers a net uses).
+
+    Returns
+    -------
+    types.SimpleNamespace
+        :data:`pb`, now holding the file's classes.
+
+    Raises
+    ------
+    models.errors.NetDefinitionError
+        The file is missing, does not compile (protoc's message, with file and line), lacks a required message, or
+        a different file is already in use.
+    """
+    from .errors import NetDefinitionError
+
+    proto = Path(path).resolve()
+    current = pb.proto_path
+    if current == proto:
+        return pb
+    if current != PROTO_PATH.resolve() and current != PROTO_PATH:
+        raise NetDefinitionError(f"{proto}: this process already parses with {current}; one caffe.proto per "
+                                 "process (messages of the two cannot mix)")
+    if not proto.is_file():
+        raise NetDefinitionError(f"--proto {path}: no such file (expected a fork's caffe.proto)")
+    try:
+        ns = _build(proto)
+    except RuntimeError as e:
+        raise NetDefinitionError(" ".join(str(e).split())) from None
+    missing = [m for m in REQUIRED_MESSAGES if m not in ns]
+    if missing:
+        raise NetDefinitionError(f"{proto}: defines no {', '.join(missing)} message(s); expected a caffe.proto "
+                                 "(package caffe) with Caffe's NetParameter, LayerParameter and BlobProto")
+    pb.__dict__.update(ns)
+    return pb
+
+
+pb = types.SimpleNamespace(**_build())
 """Namespace of the Caffe message classes: ``pb.NetParameter``, ``pb.LayerParameter``, ``pb.BlobProto``, ..."""
