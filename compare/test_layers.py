@@ -28,7 +28,8 @@ from compare.golden.golden import FIXTURES, TOL, Fixture, fixture_names
 from models.onnx_export import build_onnx, inference_session
 
 ROOT = Path(os.environ.get("RGR_GOLDEN", FIXTURES))
-NET_FIXTURES = [n for n in fixture_names(ROOT) if not n.startswith("solver__")]
+# net__ and edge__ fixtures hold one forward/backward; train__ (test_train_parity) and pycaffe__ hold other things
+NET_FIXTURES = fixture_names(ROOT, "net__") + fixture_names(ROOT, "edge__")
 SOLVER_FIXTURES = fixture_names(ROOT, "solver__")
 NO_FIXTURES = f"no golden fixtures under {ROOT} (python compare/golden/make_golden.py writes them)"
 
