@@ -673,6 +673,45 @@ def loss(layer, bottoms):
     return tops, [], LossSpec(axis, _copy(layer.loss_param))
 
 
+def _legacy_dim(shape, index: int) -> int:
+    """Blob::LegacyShape: num/channels/height/width are axes 0-3, and 1 past the blob's last axis."""
+    return int(shape[index]) if index < len(shape) else 1
+
+
+@shape_function("HingeLoss", "InfogainLoss", "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "ContrastiveLoss")
+def scalar_loss(layer, bottoms):
+    """The other loss layers: a scalar top (loss_layer.cpp Reshape: equal first dimensions of bottoms 0 and 1),
+    plus each layer's own Reshape/LayerSetUp checks: label ``channels/height/width == 1``
+    (infogain_loss_layer.cpp, multinomial_logistic_loss_layer.cpp), ``H`` of shape ``(1, 1, dim, dim)`` for a
+    third InfogainLoss bottom, equal counts (sigmoid_cross_entropy_loss_layer.cpp), ``(N, C, 1, 1)`` pairs and an
+    ``(N, 1, 1, 1)`` similarity (contrastive_loss_layer.cpp)."""
+    if any(len(b) == 0 for b in bottoms[:2]) or bottoms[0][0] != bottoms[1][0]:
+        raise _fail(layer, bottoms, "The data and label should have the same first dimension (loss_layer.cpp)")
+    legacy = {"InfogainLoss": (0, 1, 2), "MultinomialLogisticLoss": (0, 1), "ContrastiveLoss": (0, 1, 2)}
+    for i in legacy.get(layer.type, ()):
+        if i < len(bottoms) and len(bottoms[i]) > 4:
+            raise _fail(layer, bottoms, f"bottom {i} has {len(bottoms[i])} axes; this layer reads it with the "
+                                        "legacy num/channels/height/width accessors (at most 4 axes)")
+    if layer.type in ("InfogainLoss", "MultinomialLogisticLoss"):
+        if any(_legacy_dim(bottoms[1], i) != 1 for i in (1, 2, 3)):
+            raise _fail(layer, bottoms, "the label must have channels, height and width 1 (one label per item)")
+    if layer.type == "InfogainLoss" and len(bottoms) > 2:
+        dim = math.prod(bottoms[0]) // bottoms[0][0] if bottoms[0][0] else 0
+        h = tuple(_legacy_dim(bottoms[2], i) for i in range(4))
+        if h != (1, 1, dim, dim):
+            raise _fail(layer, bottoms, f"the infogain matrix (bottom 2) must be (1, 1, {dim}, {dim}), got "
+                                        f"(num, channels, height, width) = {h}")
+    if layer.type == "SigmoidCrossEntropyLoss" and math.prod(bottoms[0]) != math.prod(bottoms[1]):
+        raise _fail(layer, bottoms, "SIGMOID_CROSS_ENTROPY_LOSS layer inputs must have the same count.")
+    if layer.type == "ContrastiveLoss":
+        a, b, y = bottoms
+        if _legacy_dim(a, 1) != _legacy_dim(b, 1) or any(_legacy_dim(s, i) != 1 for s in (a, b) for i in (2, 3)) \
+                or any(_legacy_dim(y, i) != 1 for i in (1, 2, 3)):
+            raise _fail(layer, bottoms, "ContrastiveLoss takes two (N, C, 1, 1) blobs of equal C and an "
+                                        "(N, 1, 1, 1) similarity label")
+    return [()], [], LossSpec(1, _copy(layer.loss_param))
+
+
 @shape_function("Accuracy")
 def accuracy(layer, bottoms):
     """src/caffe/layers/accuracy_layer.cpp: a scalar; a second top holds per-class accuracies."""
@@ -702,6 +741,8 @@ BLOB_COUNTS = {
     "Concat": (1, None, 1, 1), "Eltwise": (2, None, 1, 1), "Slice": (1, 1, 1, None), "Split": (1, 1, 1, None),
     "Silence": (1, None, 0, 0), "Crop": (2, 2, 1, 1), "Scale": (1, 2, 1, 1), "Bias": (1, 2, 1, 1),
     "SoftmaxWithLoss": (2, 2, 1, 2), "EuclideanLoss": (2, 2, 1, 1), "Accuracy": (2, 2, 1, 2),
+    "HingeLoss": (2, 2, 1, 1), "MultinomialLogisticLoss": (2, 2, 1, 1), "SigmoidCrossEntropyLoss": (2, 2, 1, 1),
+    "InfogainLoss": (2, 3, 1, 1), "ContrastiveLoss": (3, 3, 1, 1),
 }
 
 

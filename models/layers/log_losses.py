@@ -1,0 +1,246 @@
+"""Caffe's MultinomialLogisticLoss, InfogainLoss and SigmoidCrossEntropyLoss layers, forward and backward
+(src/caffe/layers/{multinomial_logistic_loss,infogain_loss,sigmoid_cross_entropy_loss}_layer.cpp).
+
+Each backward is Caffe's ``Backward_cpu`` transcribed in a ``torch.autograd.Function``: where Caffe clamps a
+probability at ``kLOG_THRESHOLD = 1e-20`` its gradient still divides by the clamped value (autograd of a clamp
+would give 0 there), and SigmoidCrossEntropyLoss's gradient is ``sigmoid(x) - t`` rather than the derivative of
+its numerically stable forward formula. The loss top is a 0-d float32 tensor (Caffe's loss shape has 0 axes); the
+``loss_weight`` arrives as the top's gradient, as ``top[0]->cpu_diff()[0]`` does in Caffe.
+
+The versions are those of the Caffe the project's caffe.proto describes (the brocolli-caffe 9.0.2 fork, as BVLC
+Caffe 1.0 before 2017): InfogainLoss takes probabilities (no internal softmax, no ``axis``). Where BVLC master
+later added ``loss_param`` handling to SigmoidCrossEntropyLoss (``ignore_label``; ``normalization``, default
+BATCH_SIZE), it is honoured when set; the fork ignores those fields and always divides by the batch size, which
+is also the default here. See docs/loss-layers.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.errors import InputError, NetDefinitionError
+from models.layers.loss_inputs import (gated, item_labels, label_diff_refused, no_autocast, propagate_down,
+                                       refuse_export, refuse_forced_label_diff)
+from models.layers.registry import CaffeLayerModule, Converter, register
+
+#: loss_layer.hpp ``const float kLOG_THRESHOLD = 1e-20``
+LOG_THRESHOLD = float(np.float32(1e-20))
+
+
+class _MultinomialLogistic(torch.autograd.Function):
+    """multinomial_logistic_loss_layer.cpp: ``loss = -sum_i log(max(p[i, l_i], thr)) / num``; the diff is 0
+    except ``-top_diff / num / max(p[i, l_i], thr)`` at each item's label."""
+
+    @staticmethod
+    def forward(ctx, prob, label, lab, name):
+        num = prob.shape[0]
+        flat = prob.reshape(num, -1)
+        picked = flat.gather(1, lab[:, None]).squeeze(1).clamp_min(LOG_THRESHOLD)
+        ctx.save_for_backward(picked, lab)
+        ctx.shape, ctx.name = prob.shape, name
+        return -torch.log(picked).sum() / num
+
+    @staticmethod
+    def backward(ctx, top_diff):
+        if ctx.needs_input_grad[1]:
+            raise label_diff_refused(ctx.name, "MultinomialLogisticLoss")
+        picked, lab = ctx.saved_tensors
+        num = ctx.shape[0]
+        diff = torch.zeros((num, int(np.prod(ctx.shape[1:]))), dtype=picked.dtype, device=picked.device)
+        diff.scatter_(1, lab[:, None], ((-top_diff / num) / picked)[:, None])
+        return diff.reshape(ctx.shape), None, None, None
+
+
+class _Infogain(torch.autograd.Function):
+    """infogain_loss_layer.cpp: ``loss = -sum_ij H[l_i, j] log(max(p_ij, thr)) / num``; the diff is
+    ``(-top_diff / num) * H[l_i, j] / max(p_ij, thr)`` everywhere."""
+
+    @staticmethod
+    def forward(ctx, prob, label, h, lab, name):
+        num = prob.shape[0]
+        flat = prob.reshape(num, -1)
+        rows = h.reshape(flat.shape[1], flat.shape[1])[lab]
+        clamped = flat.clamp_min(LOG_THRESHOLD)
+        ctx.save_for_backward(rows, clamped)
+        ctx.shape, ctx.name = prob.shape, name
+        return -(rows * torch.log(clamped)).sum() / num
+
+    @staticmethod
+    def backward(ctx, top_diff):
+        for i in (1, 2):
+            if ctx.needs_input_grad[i]:
+                raise label_diff_refused(ctx.name, "InfogainLoss", i)
+        rows, clamped = ctx.saved_tensors
+        scale = -top_diff / ctx.shape[0]
+        return (scale * rows / clamped).reshape(ctx.shape), None, None, None, None
+
+
+def _read_infogain(layer) -> np.ndarray:
+    """``infogain_loss_param.source`` as Caffe's LayerSetUp reads it (``ReadProtoFromBinaryFile`` then
+    ``Blob::FromProto``), checked as its Reshape does: a ``(1, 1, dim, dim)`` BlobProto, ``dim`` the items' size."""
+    from models.data.blobproto import blob_shape
+    from models.data.paths import resolve
+    from models.schema import pb
+
+    where = f"InfogainLoss layer '{layer.name}'"
+    p = layer.proto.infogain_loss_param
+    if not p.HasField("source"):
+        raise NetDefinitionError(f"{where}: Infogain matrix source must be specified (infogain_loss_param "
+                                 "{ source: \"H.binaryproto\" }, or a third bottom)")
+    path = resolve(p.source, where=where, what="infogain_loss_param.source")
+    blob = pb.BlobProto()
+    try:
+        blob.ParseFromString(path.read_bytes())
+    except Exception:
+        raise InputError(f"{where}: infogain_loss_param.source '{path}' is not a binaryproto BlobProto") from None
+    shape = blob_shape(blob)
+    values = np.asarray(blob.data if len(blob.data) else blob.double_data, dtype=np.float32)
+    if values.size != int(np.prod(shape)):
+        raise InputError(f"{where}: '{path}' has {values.size} values for shape {shape}")
+    b = layer.bottom_shapes[0]
+    dim = int(np.prod(b[1:]))
+    legacy = tuple(int(shape[i]) if i < len(shape) else 1 for i in range(4))
+    if len(shape) > 4 or legacy != (1, 1, dim, dim):
+        raise InputError(f"{where}: '{path}' holds a blob of shape {tuple(shape)}; expected (1, 1, {dim}, {dim}) "
+                         f"for bottom '{layer.bottoms[0]}' of shape {tuple(b)}")
+    return values.reshape(dim, dim)
+
+
+class CaffeMultinomialLogisticLoss(CaffeLayerModule):
+    """MultinomialLogisticLoss: bottoms ``(N, ...)`` probabilities and ``N`` labels; top: the 0-d loss."""
+
+    def __init__(self, name, pd):
+        super().__init__(name)
+        self.pd = pd
+
+    def forward(self, prob, label):
+        prob, label = gated([prob, label], self.pd)
+        with no_autocast(prob):
+            prob = prob.float()
+            num = prob.shape[0]
+            lab = item_labels(label, num, prob.numel() // max(num, 1), self.caffe_name, "MultinomialLogisticLoss")
+            return [_MultinomialLogistic.apply(prob, label, lab, self.caffe_name)]
+
+
+class CaffeInfogainLoss(CaffeLayerModule):
+    """InfogainLoss: bottoms ``(N, ...)`` probabilities, ``N`` labels and optionally ``H`` ``(1, 1, D, D)``
+    (else ``H`` is read from ``infogain_loss_param.source``, a buffer here as Caffe keeps it outside the layer's
+    blobs, so it is not saved in a caffemodel); top: the 0-d loss."""
+
+    def __init__(self, name, pd, h=None):
+        super().__init__(name)
+        self.pd = pd
+        self.register_buffer("infogain", None if h is None else torch.from_numpy(h))
+
+    def forward(self, prob, label, h=None):
+        prob, label, *rest = gated([prob, label] + ([h] if h is not None else []), self.pd)
+        h = rest[0] if rest else self.infogain
+        with no_autocast(prob):
+            prob = prob.float()
+            num = prob.shape[0]
+            lab = item_labels(label, num, prob.numel() // max(num, 1), self.caffe_name, "InfogainLoss")
+            return [_Infogain.apply(prob, label, h.float(), lab, self.caffe_name)]
+
+
+def _normalization(layer) -> str:
+    """SigmoidCrossEntropyLoss's normalization mode (BVLC master LayerSetUp): ``loss_param.normalization`` when
+    set, else ``normalize`` (VALID / BATCH_SIZE) when set, else BATCH_SIZE (the fork's only behaviour)."""
+    lp = layer.proto.loss_param
+    if lp.HasField("normalization"):
+        return {0: "FULL", 1: "VALID", 2: "BATCH_SIZE", 3: "NONE"}[lp.normalization]
+    if lp.HasField("normalize"):
+        return "VALID" if lp.normalize else "BATCH_SIZE"
+    return "BATCH_SIZE"
+
+
+class _SigmoidCrossEntropy(torch.autograd.Function):
+    """sigmoid_cross_entropy_loss_layer.cpp: ``loss = -sum [x (t - (x >= 0)) - log(1 + exp(x - 2 x (x >= 0)))]
+    / normalizer`` over the non-ignored targets; diff ``(sigmoid(x) - t) * top_diff / normalizer``, 0 at ignored
+    targets."""
+
+    @staticmethod
+    def forward(ctx, x, target, valid, normalizer, name):
+        pos = (x >= 0).to(x.dtype)
+        term = x * (target - pos) - torch.log(1 + torch.exp(x - 2 * x * pos))
+        if valid is not None:
+            term = torch.where(valid, term, torch.zeros_like(term))
+        ctx.save_for_backward(x, target, valid)
+        ctx.normalizer, ctx.name = normalizer, name
+        return -term.sum() / normalizer
+
+    @staticmethod
+    def backward(ctx, top_diff):
+        if ctx.needs_input_grad[1]:
+            raise label_diff_refused(ctx.name, "SigmoidCrossEntropyLoss")
+        x, target, valid = ctx.saved_tensors
+        # sigmoid_layer.cpp: 1. / (1. + exp(-x)), exp in float, the division in double, stored as float
+        sig = (1.0 / (1.0 + torch.exp(-x).double())).to(x.dtype)
+        diff = (sig - target) * (top_diff / ctx.normalizer)
+        if valid is not None:
+            diff = torch.where(valid, diff, torch.zeros_like(diff))
+        return diff, None, None, None, None
+
+
+class CaffeSigmoidCrossEntropyLoss(CaffeLayerModule):
+    """SigmoidCrossEntropyLoss: bottoms scores ``x`` and targets ``t`` of the same count (any shapes); top: the
+    0-d loss. ``normalization`` FULL / VALID / BATCH_SIZE / NONE as ``LossLayer::GetNormalizer`` (at least 1);
+    ``ignore_label`` compares ``static_cast<int>(t)``."""
+
+    def __init__(self, name, pd, normalization, ignore_label):
+        super().__init__(name)
+        self.pd, self.normalization, self.ignore_label = pd, normalization, ignore_label
+
+    def forward(self, x, target):
+        x, target = gated([x, target], self.pd)
+        with no_autocast(x):
+            x = x.float()
+            t = target.float().reshape(x.shape)
+            valid = None
+            if self.ignore_label is not None:
+                valid = t.detach().to(torch.int64) != self.ignore_label
+            outer = x.shape[0]
+            mode = self.normalization
+            if mode == "FULL" or (mode == "VALID" and valid is None):
+                normalizer = float(x.numel())
+            elif mode == "VALID":
+                normalizer = float(valid.sum())
+            elif mode == "BATCH_SIZE":
+                normalizer = float(outer)
+            else:
+                normalizer = 1.0
+            return [_SigmoidCrossEntropy.apply(x, t, valid, max(1.0, normalizer), self.caffe_name)]
+
+
+@register("MultinomialLogisticLoss")
+class MultinomialLogisticLossConverter(Converter):
+    def build(self, layer, phase):
+        pd = propagate_down(layer)
+        refuse_forced_label_diff(layer, pd, (1,))
+        return CaffeMultinomialLogisticLoss(layer.name, pd)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        refuse_export(layer)
+
+
+@register("InfogainLoss")
+class InfogainLossConverter(Converter):
+    def build(self, layer, phase):
+        pd = propagate_down(layer)
+        refuse_forced_label_diff(layer, pd, (1, 2))
+        return CaffeInfogainLoss(layer.name, pd, _read_infogain(layer) if len(layer.bottoms) < 3 else None)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        refuse_export(layer)
+
+
+@register("SigmoidCrossEntropyLoss")
+class SigmoidCrossEntropyLossConverter(Converter):
+    def build(self, layer, phase):
+        pd = propagate_down(layer)
+        refuse_forced_label_diff(layer, pd, (1,))
+        lp = layer.proto.loss_param
+        ignore = lp.ignore_label if lp.HasField("ignore_label") else None
+        return CaffeSigmoidCrossEntropyLoss(layer.name, pd, _normalization(layer), ignore)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        refuse_export(layer)
