@@ -359,7 +359,8 @@ ALL = {
 
 
 def _arrays(shapes):
-    out = {k: _probs().reshape(s) if k == "x" else RNG.standard_normal(s).astype(F) for k, s in shapes.items()}
+    out = {k: _probs(s[0], int(np.prod(s[1:]))).reshape(s) if k == "x" else RNG.standard_normal(s).astype(F)
+           for k, s in shapes.items()}
     out["label"] = LABEL.copy() if shapes["label"] == (N,) else (RNG.uniform(0, 1, shapes["label"]) < .5).astype(F)
     if "H" in out:
         out["H"] = H.reshape(1, 1, C, C)
