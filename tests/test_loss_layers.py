@@ -368,7 +368,7 @@ def _arrays(shapes):
 
 
 @pytest.mark.parametrize("type_", sorted(ALL))
-def test_default_loss_weight_one_propagate_down_and_no_onnx(type_):
+def test_default_loss_weight_one_propagate_down_and_onnx(type_):
     from models.onnx_export import build_onnx
     bottoms, shapes = ALL[type_]
     net = models.load_net(_net_text(_layer(type_, bottoms), shapes))
@@ -383,7 +383,55 @@ def test_default_loss_weight_one_propagate_down_and_no_onnx(type_):
         forced = " ".join(f"propagate_down: {'true' if i == 1 else 'false'}" for i in range(len(bottoms)))
         with pytest.raises(NetDefinitionError, match="cannot backpropagate to label inputs"):
             models.to_torch(models.load_net(_net_text(_layer(type_, bottoms, forced), shapes)))
-    with pytest.raises(NetDefinitionError, match=f"layer 'loss' \\({type_}\\): no ONNX export"):
+    # ONNX (the forward only) in onnxruntime equals the torch forward
+    from models.onnx_export import inference_session
+    arrays = _arrays(shapes)
+    m = models.to_torch(net)
+    with torch.no_grad():
+        want = float(m(**{k: torch.from_numpy(v) for k, v in arrays.items()}, blobs=["loss"])["loss"])
+    sess = inference_session(build_onnx(net, outputs=["loss"]))
+    feed = {i.name: arrays[i.name] for i in sess.get_inputs()}
+    got = sess.run(None, feed)[0]
+    assert got.shape == () and float(got) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("case", ["infogain_source", "sigmoid_ignore", "sigmoid_full", "sigmoid_none",
+                                  "hinge_l2", "contrastive_legacy"])
+def test_onnx_variants_in_onnxruntime(case, tmp_path):
+    from models.onnx_export import build_onnx, inference_session
+    src = _write_h(tmp_path / "H.binaryproto", H)
+    type_, bottoms, shapes, extra = {
+        "infogain_source": ("InfogainLoss", ["x", "label"], {"x": (N, C), "label": (N,)},
+                            f'infogain_loss_param {{ source: "{src}" }}'),
+        "sigmoid_ignore": ("SigmoidCrossEntropyLoss", ["x", "label"], {"x": (N, 2, 2), "label": (N, 2, 2)},
+                           "loss_param { ignore_label: 0 normalization: VALID }"),
+        "sigmoid_full": ("SigmoidCrossEntropyLoss", ["x", "label"], {"x": (N, C), "label": (N, C)},
+                         "loss_param { normalization: FULL }"),
+        "sigmoid_none": ("SigmoidCrossEntropyLoss", ["x", "label"], {"x": (N, C), "label": (N, C)},
+                         "loss_param { normalization: NONE }"),
+        "hinge_l2": ("HingeLoss", ["x", "label"], {"x": (N, C, 1, 1), "label": (N, 1)},
+                     "hinge_loss_param { norm: L2 }"),
+        "contrastive_legacy": ("ContrastiveLoss", ["x", "x2", "label"],
+                               {"x": (N, C), "x2": (N, C), "label": (N, 1, 1, 1)},
+                               "contrastive_loss_param { legacy_version: true margin: 3 }"),
+    }[case]
+    net = models.load_net(_net_text(_layer(type_, bottoms, extra), shapes))
+    arrays = _arrays(shapes)
+    if type_ == "SigmoidCrossEntropyLoss":
+        arrays["x"] = (RNG.standard_normal(shapes["x"]) * 30).astype(F)  # large |x|: the stable formula
+    with torch.no_grad():
+        want = float(models.to_torch(net)(**{k: torch.from_numpy(v) for k, v in arrays.items()},
+                                          blobs=["loss"])["loss"])
+    sess = inference_session(build_onnx(net, outputs=["loss"]))
+    got = sess.run(None, {i.name: arrays[i.name] for i in sess.get_inputs()})[0]
+    assert np.isfinite(want) and float(got) == pytest.approx(want, rel=1e-5)
+
+
+def test_onnx_refuses_a_label_blob_of_several_values_per_item():
+    from models.onnx_export import build_onnx
+    net = models.load_net(_net_text(_layer("HingeLoss", ["x", "label"]), {"x": (N, C), "label": (N, 2)}))
+    with pytest.raises(NetDefinitionError, match=r"layer 'loss' \(HingeLoss\): no ONNX export for bottom 1 of "
+                                                 r"shape \(5, 2\)"):
         build_onnx(net)
 
 

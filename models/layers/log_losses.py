@@ -12,6 +12,8 @@ Caffe 1.0 before 2017): InfogainLoss takes probabilities (no internal softmax, n
 later added ``loss_param`` handling to SigmoidCrossEntropyLoss (``ignore_label``; ``normalization``, default
 BATCH_SIZE), it is honoured when set; the fork ignores those fields and always divides by the batch size, which
 is also the default here. See docs/loss-layers.md.
+
+Each converter also exports the forward to ONNX (the loss value; ONNX carries no backward).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import numpy as np
 import torch
 
 from models.errors import InputError, NetDefinitionError
-from models.layers.loss_inputs import (gated, item_labels, label_diff_refused, no_autocast, propagate_down,
-                                       refuse_export, refuse_forced_label_diff)
+from models.layers.loss_inputs import (export_item_labels, export_items, export_mean_over_items, gated, item_labels,
+                                       label_diff_refused, no_autocast, propagate_down, refuse_forced_label_diff)
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 #: loss_layer.hpp ``const float kLOG_THRESHOLD = 1e-20``
@@ -211,6 +213,22 @@ class CaffeSigmoidCrossEntropyLoss(CaffeLayerModule):
             return [_SigmoidCrossEntropy.apply(x, t, valid, max(1.0, normalizer), self.caffe_name)]
 
 
+def _export_sum_log(layer, g, p: str, weights: str | None = None) -> str:
+    """ONNX: ``sum(log(max(p, kLOG_THRESHOLD)) [* weights])`` over every value."""
+    name = layer.name
+    clamped = g.tmp(f"{name}/clamped")
+    g.node("Max", [p, g.scalar(LOG_THRESHOLD)], [clamped], f"{name}/clamp")
+    logp = g.tmp(f"{name}/log")
+    g.node("Log", [clamped], [logp], f"{name}/log")
+    if weights is not None:
+        weighted = g.tmp(f"{name}/weighted")
+        g.node("Mul", [weights, logp], [weighted], f"{name}/weighted")
+        logp = weighted
+    total = g.tmp(f"{name}/sum")
+    g.reduce("ReduceSum", logp, total, f"{name}/sum", keepdims=0)
+    return total
+
+
 @register("MultinomialLogisticLoss")
 class MultinomialLogisticLossConverter(Converter):
     def build(self, layer, phase):
@@ -219,7 +237,13 @@ class MultinomialLogisticLossConverter(Converter):
         return CaffeMultinomialLogisticLoss(layer.name, pd)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        refuse_export(layer)
+        name = layer.name
+        flat, n = export_items(layer, g, bottoms[0])
+        lab = export_item_labels(layer, g, bottoms[1], [-1, 1])
+        picked = g.tmp(f"{name}/picked")
+        g.node("GatherElements", [flat, lab], [picked], f"{name}/picked", axis=1)
+        total = _export_sum_log(layer, g, picked)
+        export_mean_over_items(layer, g, total, n, tops[0], negate=True)
 
 
 @register("InfogainLoss")
@@ -230,7 +254,19 @@ class InfogainLossConverter(Converter):
         return CaffeInfogainLoss(layer.name, pd, _read_infogain(layer) if len(layer.bottoms) < 3 else None)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        refuse_export(layer)
+        name = layer.name
+        flat, n = export_items(layer, g, bottoms[0])
+        lab = export_item_labels(layer, g, bottoms[1], [-1])
+        dim = int(np.prod(layer.bottom_shapes[0][1:]))
+        if len(bottoms) > 2:
+            h = g.tmp(f"{name}/H")
+            g.node("Reshape", [bottoms[2], g.const_i64(f"{name}/H_shape", [dim, dim])], [h], f"{name}/H")
+        else:
+            h = g.const(f"{name}/H", _read_infogain(layer))
+        rows = g.tmp(f"{name}/H_rows")
+        g.node("Gather", [h, lab], [rows], f"{name}/H_rows", axis=0)
+        total = _export_sum_log(layer, g, flat, weights=rows)
+        export_mean_over_items(layer, g, total, n, tops[0], negate=True)
 
 
 @register("SigmoidCrossEntropyLoss")
@@ -243,4 +279,47 @@ class SigmoidCrossEntropyLossConverter(Converter):
         return CaffeSigmoidCrossEntropyLoss(layer.name, pd, _normalization(layer), ignore)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        refuse_export(layer)
+        name = layer.name
+        lp = layer.proto.loss_param
+        ignore = lp.ignore_label if lp.HasField("ignore_label") else None
+        mode = _normalization(layer)
+        x = bottoms[0]
+        shape = g.tmp(f"{name}/shape")
+        g.node("Shape", [x], [shape], f"{name}/shape")
+        t = g.tmp(f"{name}/target")
+        g.node("Reshape", [bottoms[1], shape], [t], f"{name}/target")
+
+        def op(kind, ins, what):
+            out = g.tmp(f"{name}/{what}")
+            g.node(kind, ins, [out], f"{name}/{what}")
+            return out
+        pos = g.tmp(f"{name}/pos")
+        g.node("Cast", [op("GreaterOrEqual", [x, g.scalar(0.0)], "ge0")], [pos], f"{name}/pos", to=1)
+        lin = op("Mul", [x, op("Sub", [t, pos], "t_minus_pos")], "linear")
+        two_x_pos = op("Mul", [op("Mul", [x, g.scalar(2.0)], "two_x"), pos], "two_x_pos")
+        soft = op("Log", [op("Add", [op("Exp", [op("Sub", [x, two_x_pos], "exp_arg")], "exp"), g.scalar(1.0)],
+                             "one_plus_exp")], "log")
+        term = op("Sub", [lin, soft], "term")
+        valid = None
+        if ignore is not None:
+            ti = g.tmp(f"{name}/target_i64")
+            g.node("Cast", [t], [ti], f"{name}/target_cast", to=7)  # INT64: static_cast<int>
+            valid = op("Not", [g.equal(name, ti, ignore)], "valid")
+            term = op("Where", [valid, term, g.scalar(0.0)], "term_valid")
+        total = g.tmp(f"{name}/sum")
+        g.reduce("ReduceSum", term, total, f"{name}/sum", keepdims=0)
+        if mode == "BATCH_SIZE":
+            norm = g.batch_size(name, x)
+        elif mode == "VALID" and valid is not None:
+            vf = g.tmp(f"{name}/valid_f")
+            g.node("Cast", [valid], [vf], f"{name}/valid_cast", to=1)
+            norm = g.tmp(f"{name}/valid_count")
+            g.reduce("ReduceSum", vf, norm, f"{name}/valid_count", keepdims=0)
+        elif mode == "NONE":
+            norm = g.scalar(1.0)
+        else:
+            size = op("Size", [x], "count_i64")
+            norm = g.tmp(f"{name}/count")
+            g.node("Cast", [size], [norm], f"{name}/count_cast", to=1)
+        norm = op("Max", [norm, g.scalar(1.0)], "normalizer")
+        export_mean_over_items(layer, g, total, norm, tops[0], negate=True)

@@ -8,6 +8,7 @@ asked for the diff of its label aborts in ``Backward`` ("... Layer cannot backpr
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from models.errors import InputError, NetDefinitionError
@@ -77,7 +78,39 @@ def no_autocast(x: torch.Tensor):
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-def refuse_export(layer):
-    """The ONNX export of a loss layer that has none: a NetDefinitionError naming the layer."""
-    raise NetDefinitionError(f"layer '{layer.name}' ({layer.type}): no ONNX export for this loss layer; export the "
-                             "deploy net, or ask for the blobs before it (--blobs)")
+def refuse_export(layer, why: str):
+    """The ONNX export of a loss layer that cannot be exported: a NetDefinitionError naming the layer."""
+    raise NetDefinitionError(f"layer '{layer.name}' ({layer.type}): no ONNX export {why}; export the deploy net, "
+                             "or ask for the blobs before it (--blobs)")
+
+
+def export_items(layer, g, x: str) -> tuple:
+    """ONNX: bottom ``x`` as ``(N, dim)`` (``Flatten`` at axis 1) and the batch size as a float scalar."""
+    flat = g.tmp(f"{layer.name}/flat")
+    g.node("Flatten", [x], [flat], f"{layer.name}/flatten", axis=1)
+    return flat, g.batch_size(layer.name, x)
+
+
+def export_item_labels(layer, g, label: str, shape, index: int = 1) -> str:
+    """ONNX: bottom ``index`` as one int64 label per item (truncated as ``static_cast<int>``), of ``shape``
+    ``[-1]`` or ``[-1, 1]``; refused unless that blob holds exactly one value per item (Caffe would read the first
+    ``num`` values of a larger blob)."""
+    b = layer.bottom_shapes
+    if int(np.prod(b[index])) != b[0][0]:
+        refuse_export(layer, f"for bottom {index} of shape {tuple(b[index])} (one value per item expected)")
+    return g.label_int(layer.name, label, shape)
+
+
+def export_mean_over_items(layer, g, total: str, n: str, out: str, negate: bool = False, half: bool = False):
+    """ONNX: ``out = (+-)total / n`` (``/ 2`` too with ``half``), Caffe's ``loss / num [/ 2]``."""
+    name = layer.name
+    if negate:
+        neg = g.tmp(f"{name}/neg")
+        g.node("Neg", [total], [neg], f"{name}/neg")
+        total = neg
+    if half:
+        per = g.tmp(f"{name}/per_item")
+        g.node("Div", [total, n], [per], f"{name}/per_item")
+        g.node("Div", [per, g.scalar(2.0)], [out], name)
+    else:
+        g.node("Div", [total, n], [out], name)

@@ -4,7 +4,7 @@
 Each backward is Caffe's ``Backward_cpu`` transcribed in a ``torch.autograd.Function`` (ContrastiveLoss's
 non-legacy gradient divides by ``dist + 1e-4``, which autograd of its forward would not; HingeLoss L1 takes the
 sign of the margins, 0 where a margin is 0). The loss top is a 0-d float32 tensor; the ``loss_weight`` arrives as
-the top's gradient (``top[0]->cpu_diff()[0]``).
+the top's gradient (``top[0]->cpu_diff()[0]``). Each converter also exports the forward to ONNX.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from models.errors import InputError, NetDefinitionError
-from models.layers.loss_inputs import (gated, item_labels, label_diff_refused, no_autocast, propagate_down,
-                                       refuse_export, refuse_forced_label_diff)
+from models.layers.loss_inputs import (export_item_labels, export_items, export_mean_over_items, gated, item_labels,
+                                       label_diff_refused, no_autocast, propagate_down, refuse_forced_label_diff)
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 
@@ -137,7 +137,27 @@ class HingeLossConverter(Converter):
         return CaffeHingeLoss(layer.name, pd, norm == 2)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        refuse_export(layer)
+        name = layer.name
+        flat, n = export_items(layer, g, bottoms[0])
+        lab = export_item_labels(layer, g, bottoms[1], [-1])
+        dim = int(np.prod(layer.bottom_shapes[0][1:]))
+        sign = g.tmp(f"{name}/sign")  # -1 at the label, +1 elsewhere
+        g.node("OneHot", [lab, g.const_i64(f"{name}/depth", [dim]), g.const(f"{name}/sign_values",
+                                                                            np.array([1, -1], np.float32))],
+               [sign], f"{name}/sign", axis=-1)
+        signed = g.tmp(f"{name}/signed")
+        g.node("Mul", [sign, flat], [signed], f"{name}/signed")
+        shifted = g.tmp(f"{name}/one_plus")
+        g.node("Add", [signed, g.scalar(1.0)], [shifted], f"{name}/one_plus")
+        margin = g.tmp(f"{name}/margin")
+        g.node("Relu", [shifted], [margin], f"{name}/margin")
+        if layer.proto.hinge_loss_param.norm == 2:
+            sq = g.tmp(f"{name}/margin_sq")
+            g.node("Mul", [margin, margin], [sq], f"{name}/margin_sq")
+            margin = sq
+        total = g.tmp(f"{name}/sum")
+        g.reduce("ReduceSum", margin, total, f"{name}/sum", keepdims=0)
+        export_mean_over_items(layer, g, total, n, tops[0])
 
 
 @register("ContrastiveLoss")
@@ -148,4 +168,28 @@ class ContrastiveLossConverter(Converter):
                                     bool(p.legacy_version))
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
-        refuse_export(layer)
+        name = layer.name
+        p = layer.proto.contrastive_loss_param
+        fa, n = export_items(layer, g, bottoms[0])
+        fb = g.tmp(f"{name}/flat_b")
+        g.node("Flatten", [bottoms[1]], [fb], f"{name}/flatten_b", axis=1)
+
+        def op(kind, ins, what):
+            out = g.tmp(f"{name}/{what}")
+            g.node(kind, ins, [out], f"{name}/{what}")
+            return out
+        d = op("Sub", [fa, fb], "diff")
+        dist_sq = g.tmp(f"{name}/dist_sq")
+        g.reduce("ReduceSum", op("Mul", [d, d], "diff_sq"), dist_sq, f"{name}/dist_sq", [1], keepdims=0)
+        y = export_item_labels(layer, g, bottoms[2], [-1], index=2)
+        similar = op("Not", [g.equal(name, y, 0)], "similar")
+        margin = g.scalar(float(np.float32(p.margin)))
+        if p.legacy_version:
+            far = op("Relu", [op("Sub", [margin, dist_sq], "mdist")], "far")
+        else:
+            r = op("Relu", [op("Sub", [margin, op("Sqrt", [dist_sq], "dist")], "mdist")], "far_dist")
+            far = op("Mul", [r, r], "far")
+        per = op("Where", [similar, dist_sq, far], "per_pair")
+        total = g.tmp(f"{name}/sum")
+        g.reduce("ReduceSum", per, total, f"{name}/sum", keepdims=0)
+        export_mean_over_items(layer, g, total, n, tops[0], half=True)
