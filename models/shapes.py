@@ -692,6 +692,10 @@ def scalar_loss(layer, bottoms):
         if i < len(bottoms) and len(bottoms[i]) > 4:
             raise _fail(layer, bottoms, f"bottom {i} has {len(bottoms[i])} axes; this layer reads it with the "
                                         "legacy num/channels/height/width accessors (at most 4 axes)")
+    if layer.type == "InfogainLoss" and infogain_has_softmax(layer):
+        return _infogain_softmax(layer, bottoms)
+    if len(layer.top) > 1:
+        raise _fail(layer, bottoms, f"{layer.type} produces exactly 1 top blob, got {len(layer.top)}")
     if layer.type in ("InfogainLoss", "MultinomialLogisticLoss"):
         if any(_legacy_dim(bottoms[1], i) != 1 for i in (1, 2, 3)):
             raise _fail(layer, bottoms, "the label must have channels, height and width 1 (one label per item)")
@@ -710,6 +714,31 @@ def scalar_loss(layer, bottoms):
             raise _fail(layer, bottoms, "ContrastiveLoss takes two (N, C, 1, 1) blobs of equal C and an "
                                         "(N, 1, 1, 1) similarity label")
     return [()], [], LossSpec(1, _copy(layer.loss_param))
+
+
+def infogain_has_softmax(layer) -> bool:
+    """Whether the schema's InfogainLoss is BVLC master's (2017 on: ``infogain_loss_param.axis`` exists; the layer
+    applies a softmax to bottom 0, honours ``normalization``/``ignore_label`` and may output the probabilities)
+    rather than the fork's (bottom 0 holds probabilities). Decided by the caffe.proto in use (models.schema)."""
+    return "axis" in layer.infogain_loss_param.DESCRIPTOR.fields_by_name
+
+
+def _infogain_softmax(layer, bottoms):
+    """BVLC master infogain_loss_layer.cpp Reshape: labels ``outer * inner`` (around the canonical ``axis``),
+    ``H`` with ``C * C`` values; an optional second top holds the softmax (bottom 0's shape)."""
+    axis = canonical_axis(layer, bottoms, layer.infogain_loss_param.axis, len(bottoms[0]))
+    b = bottoms[0]
+    c = int(b[axis])
+    if math.prod(b[:axis]) * math.prod(b[axis + 1:]) != math.prod(bottoms[1]):
+        raise _fail(layer, bottoms, "Number of labels must match number of predictions; e.g., if infogain axis == 1 "
+                                    "and prediction shape is (N, C, H, W), label count (number of labels) must be "
+                                    "N*H*W, with integer values in {0, 1, ..., C-1}.")
+    if len(bottoms) > 2 and math.prod(bottoms[2]) != c * c:
+        raise _fail(layer, bottoms, f"the infogain matrix (bottom 2) must have {c}*{c} values")
+    if layer.loss_param.HasField("normalize"):
+        raise _fail(layer, bottoms, 'loss_param: normalize is deprecated. use "normalization"')
+    tops = [()] + ([tuple(b)] if len(layer.top) > 1 else [])
+    return tops, [], LossSpec(axis, _copy(layer.loss_param))
 
 
 @shape_function("Accuracy")
@@ -742,7 +771,7 @@ BLOB_COUNTS = {
     "Silence": (1, None, 0, 0), "Crop": (2, 2, 1, 1), "Scale": (1, 2, 1, 1), "Bias": (1, 2, 1, 1),
     "SoftmaxWithLoss": (2, 2, 1, 2), "EuclideanLoss": (2, 2, 1, 1), "Accuracy": (2, 2, 1, 2),
     "HingeLoss": (2, 2, 1, 1), "MultinomialLogisticLoss": (2, 2, 1, 1), "SigmoidCrossEntropyLoss": (2, 2, 1, 1),
-    "InfogainLoss": (2, 3, 1, 1), "ContrastiveLoss": (3, 3, 1, 1),
+    "InfogainLoss": (2, 3, 1, 2), "ContrastiveLoss": (3, 3, 1, 1),
 }
 
 

@@ -511,3 +511,99 @@ def test_against_real_caffe(case, tmp_path):
     _close(loss, real_loss, rtol=1e-5)
     for g, r in zip(grads, real_grads):
         _close(g, r.reshape(g.shape), rtol=1e-5, atol=1e-6)
+
+
+# ---- BVLC master's InfogainLoss (a caffe.proto with infogain_loss_param.axis) --------------------------------------
+def ref_infogain_master(x, label, h, lw, axis=1, normalization="VALID", ignore=None):
+    """BVLC master infogain_loss_layer.cpp (softmax inside, ``axis``, ``normalization``, ``ignore_label``)
+    Forward_cpu / Backward_cpu, with softmax_layer.cpp's max-subtracted softmax."""
+    outer, c = int(np.prod(x.shape[:axis])), x.shape[axis]
+    inner = x.size // (outer * c)
+    x3 = x.reshape(outer, c, inner).astype(F)
+    e = np.exp(x3 - x3.max(1, keepdims=True))
+    prob = (e / e.sum(1, keepdims=True)).astype(F)
+    hm = h.reshape(-1).astype(F)
+    loss, count = F(0), 0
+    for i in range(outer):
+        for j in range(inner):
+            y = int(label.flat[i * inner + j])
+            if ignore is not None and y == ignore:
+                continue
+            for l in range(c):
+                loss -= hm[y * c + l] * F(np.log(max(prob[i, l, j], THR)))
+            count += 1
+    norm = F(max(1, {"FULL": outer * inner, "VALID": count, "BATCH_SIZE": outer, "NONE": 1}[normalization]))
+    sum_rows = np.array([sum(hm[r * c + col] for col in range(c)) for r in range(c)], F)
+    grad = np.zeros_like(prob)
+    for i in range(outer):
+        for j in range(inner):
+            y = int(label.flat[i * inner + j])
+            if ignore is not None and y == ignore:
+                continue
+            for l in range(c):
+                grad[i, l, j] = prob[i, l, j] * sum_rows[y] - hm[y * c + l]
+    return F(loss / norm), (grad * (F(lw) / norm)).reshape(x.shape), prob.reshape(x.shape)
+
+
+@pytest.mark.parametrize("mode,ignore", [("VALID", 2), ("FULL", None), ("BATCH_SIZE", 0), ("NONE", None)])
+def test_infogain_master_softmax_inside(mode, ignore):
+    from models.layers.log_losses import CaffeInfogainSoftmaxLoss
+    x = (RNG.standard_normal((3, C, 2)) * 3).astype(F)
+    x[0, :, 0] = [40, -40, 0, 1]  # a probability below kLOG_THRESHOLD: clamped in the log only
+    label = np.array([[1, 2], [2, 0], [3, 3]], F)
+    m = CaffeInfogainSoftmaxLoss("loss", [None] * 3, 1, mode, ignore, 2)
+    xt = torch.tensor(x, requires_grad=True)
+    loss, prob = m(xt, torch.from_numpy(label), torch.from_numpy(H.reshape(C, C)))
+    (loss * 0.5).backward()
+    ref_loss, ref_g, ref_p = ref_infogain_master(x, label, H, 0.5, 1, mode, ignore)
+    _close(float(loss.detach()), ref_loss, rtol=1e-5)
+    _close(xt.grad.numpy(), ref_g, rtol=1e-5, atol=1e-6)
+    _close(prob.numpy(), ref_p, rtol=1e-5, atol=1e-7)
+    assert not prob.requires_grad
+
+
+MASTER_SNIPPET = """
+import sys, numpy as np, torch, models
+from models.schema import use_proto
+use_proto(sys.argv[1])
+arr = dict(np.load(sys.argv[2]))
+net = models.load_net(open(sys.argv[3]).read())
+m = models.to_torch(net)
+x = torch.tensor(arr["x"], requires_grad=True)
+out = m(x=x, label=torch.from_numpy(arr["label"]), blobs=["loss", "prob"])
+(out["loss"] * net.layers[-1].loss_weights[0]).backward()
+np.savez(sys.argv[4], loss=out["loss"].detach().numpy(), prob=out["prob"].numpy(), grad=x.grad.numpy())
+try:
+    models.load_net(open(sys.argv[3]).read().replace("normalization: VALID", "normalize: true"))
+except models.ShapeError as e:
+    print("REFUSED", e)
+"""
+
+
+def test_infogain_master_through_a_users_caffe_proto(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "models" / "caffe.proto").read_text()
+    head = "message InfogainLossParameter {\n  // Specify the infogain matrix source.\n  optional string source = 1;\n"
+    assert head in text
+    (tmp_path / "master.proto").write_text(text.replace(head, head + "  optional int32 axis = 2 [default = 1];\n"))
+    src = _write_h(tmp_path / "H.binaryproto", H)
+    x = RNG.standard_normal((N, C)).astype(F)
+    label = LABEL.copy()
+    np.savez(tmp_path / "in.npz", x=x, label=label)
+    (tmp_path / "net.prototxt").write_text(_net_text(_layer(
+        "InfogainLoss", ["x", "label"], f'top: "prob" loss_weight: 0.5 loss_weight: 0 infogain_loss_param {{ source: '
+        f'"{src}" axis: 1 }} loss_param {{ ignore_label: 1 normalization: VALID }}'), {"x": x.shape, "label": (N,)}))
+    env = dict(os.environ, PYTHONPATH=str(root), RGR_CACHE_DIR=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, "-c", MASTER_SNIPPET, str(tmp_path / "master.proto"), str(tmp_path / "in.npz"),
+                        str(tmp_path / "net.prototxt"), str(tmp_path / "out.npz")],
+                       capture_output=True, text=True, env=env, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "REFUSED" in p.stdout and "normalize is deprecated" in p.stdout
+    got = np.load(tmp_path / "out.npz")
+    ref_loss, ref_g, ref_p = ref_infogain_master(x, label, H, 0.5, 1, "VALID", 1)
+    _close(got["loss"], ref_loss, rtol=1e-5)
+    _close(got["grad"], ref_g, rtol=1e-5, atol=1e-6)
+    _close(got["prob"], ref_p, rtol=1e-5, atol=1e-7)

@@ -8,7 +8,9 @@ its numerically stable forward formula. The loss top is a 0-d float32 tensor (Ca
 ``loss_weight`` arrives as the top's gradient, as ``top[0]->cpu_diff()[0]`` does in Caffe.
 
 The versions are those of the Caffe the project's caffe.proto describes (the brocolli-caffe 9.0.2 fork, as BVLC
-Caffe 1.0 before 2017): InfogainLoss takes probabilities (no internal softmax, no ``axis``). Where BVLC master
+Caffe 1.0 before 2017): InfogainLoss takes probabilities (no internal softmax, no ``axis``). With a user's
+caffe.proto (``--proto``) whose InfogainLossParameter has ``axis`` (BVLC master), InfogainLoss is master's: softmax
+inside, ``normalization``/``ignore_label``, an optional probability top (:class:`CaffeInfogainSoftmaxLoss`). Where BVLC master
 later added ``loss_param`` handling to SigmoidCrossEntropyLoss (``ignore_label``; ``normalization``, default
 BATCH_SIZE), it is honoured when set; the fork ignores those fields and always divides by the batch size, which
 is also the default here. See docs/loss-layers.md.
@@ -22,7 +24,9 @@ import torch
 
 from models.errors import InputError, NetDefinitionError
 from models.layers.loss_inputs import (export_item_labels, export_items, export_mean_over_items, gated, item_labels,
-                                       label_diff_refused, no_autocast, propagate_down, refuse_forced_label_diff)
+                                       label_diff_refused, no_autocast, propagate_down, refuse_export,
+                                       refuse_forced_label_diff)
+from models.shapes import infogain_has_softmax
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 #: loss_layer.hpp ``const float kLOG_THRESHOLD = 1e-20``
@@ -100,12 +104,80 @@ def _read_infogain(layer) -> np.ndarray:
     if values.size != int(np.prod(shape)):
         raise InputError(f"{where}: '{path}' has {values.size} values for shape {shape}")
     b = layer.bottom_shapes[0]
+    if infogain_has_softmax(layer.proto):  # BVLC master: any shape of C * C values (C: the axis' size)
+        dim = int(b[layer.spec.axis])
+        if values.size != dim * dim:
+            raise InputError(f"{where}: '{path}' holds {values.size} values; H must be {dim}x{dim} for bottom "
+                             f"'{layer.bottoms[0]}' of shape {tuple(b)}")
+        return values.reshape(dim, dim)
     dim = int(np.prod(b[1:]))
     legacy = tuple(int(shape[i]) if i < len(shape) else 1 for i in range(4))
     if len(shape) > 4 or legacy != (1, 1, dim, dim):
         raise InputError(f"{where}: '{path}' holds a blob of shape {tuple(shape)}; expected (1, 1, {dim}, {dim}) "
                          f"for bottom '{layer.bottoms[0]}' of shape {tuple(b)}")
     return values.reshape(dim, dim)
+
+
+class _InfogainSoftmax(torch.autograd.Function):
+    """BVLC master infogain_loss_layer.cpp: ``p = softmax(x, axis)``; ``loss = -sum over non-ignored (i, j) of
+    sum_l H[y, l] log(max(p[i, l, j], thr)) / normalizer``; diff ``p[i, l, j] * sum_m H[y, m] - H[y, l]`` (0 at
+    ignored positions), times ``top_diff / normalizer``. The probabilities (a second top) get no gradient, as
+    Caffe's Backward reads no diff of ``top[1]``."""
+
+    @staticmethod
+    def forward(ctx, x, label, h, lab, valid, axis, normalization, name):
+        prob = torch.softmax(x, axis)
+        outer, c = int(np.prod(x.shape[:axis])), x.shape[axis]
+        p3 = prob.reshape(outer, c, -1)
+        hm = h.reshape(c, c)
+        rows = hm[lab].permute(0, 2, 1)  # (outer, C, inner): H[y_ij, l]
+        per = (rows * torch.log(p3.clamp_min(LOG_THRESHOLD))).sum(1)
+        per = torch.where(valid, per, torch.zeros_like(per))
+        count = int(valid.sum())
+        normalizer = {"FULL": valid.numel(), "VALID": count, "BATCH_SIZE": outer, "NONE": 1}[normalization]
+        ctx.normalizer = float(max(1, normalizer))
+        ctx.save_for_backward(p3, rows, hm, lab, valid)
+        ctx.shape, ctx.name = x.shape, name
+        ctx.mark_non_differentiable(prob)
+        return -per.sum() / ctx.normalizer, prob
+
+    @staticmethod
+    def backward(ctx, top_diff, _prob_diff):
+        for i in (1, 2):
+            if ctx.needs_input_grad[i]:
+                raise label_diff_refused(ctx.name, "InfogainLoss", i)
+        p3, rows, hm, lab, valid = ctx.saved_tensors
+        sum_rows = hm.sum(1)[lab]  # (outer, inner): sum_m H[y_ij, m]
+        diff = p3 * sum_rows[:, None, :] - rows
+        diff = torch.where(valid[:, None, :], diff, torch.zeros_like(diff))
+        return (diff * (top_diff / ctx.normalizer)).reshape(ctx.shape), None, None, None, None, None, None, None
+
+
+class CaffeInfogainSoftmaxLoss(CaffeLayerModule):
+    """BVLC master's InfogainLoss (a caffe.proto with ``infogain_loss_param.axis``): bottoms scores (softmax taken
+    over ``axis``), ``outer * inner`` labels and optionally ``H`` (``C * C`` values); tops: the 0-d loss and,
+    optionally, the probabilities. ``loss_param`` ``normalization`` (default VALID) and ``ignore_label``."""
+
+    def __init__(self, name, pd, axis, normalization, ignore_label, n_tops, h=None):
+        super().__init__(name)
+        self.pd, self.axis, self.normalization, self.ignore_label = pd, axis, normalization, ignore_label
+        self.n_tops = n_tops
+        self.register_buffer("infogain", None if h is None else torch.from_numpy(h))
+
+    def forward(self, x, label, h=None):
+        x, label, *rest = gated([x, label] + ([h] if h is not None else []), self.pd)
+        h = rest[0] if rest else self.infogain
+        with no_autocast(x):
+            x = x.float()
+            outer, c = int(np.prod(x.shape[:self.axis])), x.shape[self.axis]
+            flat = label.detach().reshape(outer, -1).to(torch.int64)
+            valid = torch.ones_like(flat, dtype=torch.bool) if self.ignore_label is None else \
+                flat != self.ignore_label
+            safe = torch.where(valid, flat, torch.zeros_like(flat))
+            item_labels(safe.reshape(-1), safe.numel(), c, self.caffe_name, "InfogainLoss")
+            loss, prob = _InfogainSoftmax.apply(x, label, h.float(), safe, valid, self.axis, self.normalization,
+                                                self.caffe_name)
+            return [loss, prob][:self.n_tops]
 
 
 class CaffeMultinomialLogisticLoss(CaffeLayerModule):
@@ -251,9 +323,18 @@ class InfogainLossConverter(Converter):
     def build(self, layer, phase):
         pd = propagate_down(layer)
         refuse_forced_label_diff(layer, pd, (1, 2))
-        return CaffeInfogainLoss(layer.name, pd, _read_infogain(layer) if len(layer.bottoms) < 3 else None)
+        h = _read_infogain(layer) if len(layer.bottoms) < 3 else None
+        if infogain_has_softmax(layer.proto):
+            lp = layer.proto.loss_param
+            mode = {0: "FULL", 1: "VALID", 2: "BATCH_SIZE", 3: "NONE"}[lp.normalization]
+            return CaffeInfogainSoftmaxLoss(layer.name, pd, layer.spec.axis, mode,
+                                            lp.ignore_label if lp.HasField("ignore_label") else None,
+                                            len(layer.tops), h)
+        return CaffeInfogainLoss(layer.name, pd, h)
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
+        if infogain_has_softmax(layer.proto):
+            refuse_export(layer, "for BVLC master's InfogainLoss (softmax inside the layer)")
         name = layer.name
         flat, n = export_items(layer, g, bottoms[0])
         lab = export_item_labels(layer, g, bottoms[1], [-1])
