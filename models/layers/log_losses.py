@@ -10,9 +10,9 @@ its numerically stable forward formula. The loss top is a 0-d float32 tensor (Ca
 The versions are those of the Caffe the project's caffe.proto describes (the brocolli-caffe 9.0.2 fork, as BVLC
 Caffe 1.0 before 2017): InfogainLoss takes probabilities (no internal softmax, no ``axis``). With a user's
 caffe.proto (``--proto``) whose InfogainLossParameter has ``axis`` (BVLC master), InfogainLoss is master's: softmax
-inside, ``normalization``/``ignore_label``, an optional probability top (:class:`CaffeInfogainSoftmaxLoss`). Where BVLC master
-later added ``loss_param`` handling to SigmoidCrossEntropyLoss (``ignore_label``; ``normalization``, default
-BATCH_SIZE), it is honoured when set; the fork ignores those fields and always divides by the batch size, which
+inside, ``normalization``/``ignore_label``, an optional probability top (:class:`CaffeInfogainSoftmaxLoss`).
+Where BVLC master later added ``loss_param`` handling to SigmoidCrossEntropyLoss (``ignore_label``;
+``normalization``, default BATCH_SIZE), it is honoured when set; the fork ignores those fields and always divides by the batch size, which
 is also the default here. See docs/loss-layers.md.
 
 Each converter also exports the forward to ONNX (the loss value; ONNX carries no backward).
@@ -24,8 +24,8 @@ import torch
 
 from models.errors import InputError, NetDefinitionError
 from models.layers.loss_inputs import (export_item_labels, export_items, export_mean_over_items, gated, item_labels,
-                                       label_diff_refused, no_autocast, propagate_down, refuse_export,
-                                       refuse_forced_label_diff)
+                                       no_autocast, propagate_down, refuse_export,
+                                       refuse_forced_label_diff, refuse_label_grads)
 from models.shapes import infogain_has_softmax
 from models.layers.registry import CaffeLayerModule, Converter, register
 
@@ -48,8 +48,7 @@ class _MultinomialLogistic(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, top_diff):
-        if ctx.needs_input_grad[1]:
-            raise label_diff_refused(ctx.name, "MultinomialLogisticLoss")
+        refuse_label_grads(ctx, "MultinomialLogisticLoss")
         picked, lab = ctx.saved_tensors
         num = ctx.shape[0]
         diff = torch.zeros((num, int(np.prod(ctx.shape[1:]))), dtype=picked.dtype, device=picked.device)
@@ -73,9 +72,7 @@ class _Infogain(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, top_diff):
-        for i in (1, 2):
-            if ctx.needs_input_grad[i]:
-                raise label_diff_refused(ctx.name, "InfogainLoss", i)
+        refuse_label_grads(ctx, "InfogainLoss", (1, 2))
         rows, clamped = ctx.saved_tensors
         scale = -top_diff / ctx.shape[0]
         return (scale * rows / clamped).reshape(ctx.shape), None, None, None, None
@@ -143,9 +140,7 @@ class _InfogainSoftmax(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, top_diff, _prob_diff):
-        for i in (1, 2):
-            if ctx.needs_input_grad[i]:
-                raise label_diff_refused(ctx.name, "InfogainLoss", i)
+        refuse_label_grads(ctx, "InfogainLoss", (1, 2))
         p3, rows, hm, lab, valid = ctx.saved_tensors
         sum_rows = hm.sum(1)[lab]  # (outer, inner): sum_m H[y_ij, m]
         diff = p3 * sum_rows[:, None, :] - rows
@@ -165,8 +160,7 @@ class CaffeInfogainSoftmaxLoss(CaffeLayerModule):
         self.register_buffer("infogain", None if h is None else torch.from_numpy(h))
 
     def forward(self, x, label, h=None):
-        x, label, *rest = gated([x, label] + ([h] if h is not None else []), self.pd)
-        h = rest[0] if rest else self.infogain
+        x, label, h = _gated_with_h(self, x, label, h)
         with no_autocast(x):
             x = x.float()
             outer, c = int(np.prod(x.shape[:self.axis])), x.shape[self.axis]
@@ -196,6 +190,12 @@ class CaffeMultinomialLogisticLoss(CaffeLayerModule):
             return [_MultinomialLogistic.apply(prob, label, lab, self.caffe_name)]
 
 
+def _gated_with_h(module, x, label, h):
+    """InfogainLoss's bottoms after ``propagate_down``, with ``H`` from the third bottom or the source buffer."""
+    x, label, *rest = gated([x, label] + ([h] if h is not None else []), module.pd)
+    return x, label, rest[0] if rest else module.infogain
+
+
 class CaffeInfogainLoss(CaffeLayerModule):
     """InfogainLoss: bottoms ``(N, ...)`` probabilities, ``N`` labels and optionally ``H`` ``(1, 1, D, D)``
     (else ``H`` is read from ``infogain_loss_param.source``, a buffer here as Caffe keeps it outside the layer's
@@ -207,8 +207,7 @@ class CaffeInfogainLoss(CaffeLayerModule):
         self.register_buffer("infogain", None if h is None else torch.from_numpy(h))
 
     def forward(self, prob, label, h=None):
-        prob, label, *rest = gated([prob, label] + ([h] if h is not None else []), self.pd)
-        h = rest[0] if rest else self.infogain
+        prob, label, h = _gated_with_h(self, prob, label, h)
         with no_autocast(prob):
             prob = prob.float()
             num = prob.shape[0]
@@ -244,8 +243,7 @@ class _SigmoidCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, top_diff):
-        if ctx.needs_input_grad[1]:
-            raise label_diff_refused(ctx.name, "SigmoidCrossEntropyLoss")
+        refuse_label_grads(ctx, "SigmoidCrossEntropyLoss")
         x, target, valid = ctx.saved_tensors
         # sigmoid_layer.cpp: 1. / (1. + exp(-x)), exp in float, the division in double, stored as float
         sig = (1.0 / (1.0 + torch.exp(-x).double())).to(x.dtype)

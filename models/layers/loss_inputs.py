@@ -50,6 +50,14 @@ def label_diff_refused(name: str, type_: str, index: int = 1) -> NetDefinitionEr
                               f"{index} depends on learned parameters; give the layer propagate_down: false for it)")
 
 
+def refuse_label_grads(ctx, type_: str, indices=(1,)) -> None:
+    """In an autograd Function's backward: raise :func:`label_diff_refused` when one of the label inputs
+    ``indices`` (a Function input that requires grad) would need a diff; ``ctx.name`` names the layer."""
+    for i in indices:
+        if ctx.needs_input_grad[i]:
+            raise label_diff_refused(ctx.name, type_, i)
+
+
 def item_labels(label: torch.Tensor, num: int, dim: int, name: str, type_: str) -> torch.Tensor:
     """The label of each of ``num`` items, as Caffe reads it: ``static_cast<int>(label[i])`` over the label blob
     read flat (truncation toward zero), checked to lie in ``[0, dim)`` (Caffe would index out of bounds).

@@ -13,7 +13,7 @@ import torch
 
 from models.errors import InputError, NetDefinitionError
 from models.layers.loss_inputs import (export_item_labels, export_items, export_mean_over_items, gated, item_labels,
-                                       label_diff_refused, no_autocast, propagate_down, refuse_forced_label_diff)
+                                       no_autocast, propagate_down, refuse_forced_label_diff, refuse_label_grads)
 from models.layers.registry import CaffeLayerModule, Converter, register
 
 
@@ -35,8 +35,7 @@ class _Hinge(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, top_diff):
-        if ctx.needs_input_grad[1]:
-            raise label_diff_refused(ctx.name, "HingeLoss")
+        refuse_label_grads(ctx, "HingeLoss")
         sign, margin = ctx.saved_tensors
         num = ctx.shape[0]
         d = sign * margin
