@@ -673,6 +673,74 @@ def loss(layer, bottoms):
     return tops, [], LossSpec(axis, _copy(layer.loss_param))
 
 
+def _legacy_dim(shape, index: int) -> int:
+    """Blob::LegacyShape: num/channels/height/width are axes 0-3, and 1 past the blob's last axis."""
+    return int(shape[index]) if index < len(shape) else 1
+
+
+@shape_function("HingeLoss", "InfogainLoss", "MultinomialLogisticLoss", "SigmoidCrossEntropyLoss", "ContrastiveLoss")
+def scalar_loss(layer, bottoms):
+    """The other loss layers: a scalar top (loss_layer.cpp Reshape: equal first dimensions of bottoms 0 and 1),
+    plus each layer's own Reshape/LayerSetUp checks: label ``channels/height/width == 1``
+    (infogain_loss_layer.cpp, multinomial_logistic_loss_layer.cpp), ``H`` of shape ``(1, 1, dim, dim)`` for a
+    third InfogainLoss bottom, equal counts (sigmoid_cross_entropy_loss_layer.cpp), ``(N, C, 1, 1)`` pairs and an
+    ``(N, 1, 1, 1)`` similarity (contrastive_loss_layer.cpp)."""
+    if any(len(b) == 0 for b in bottoms[:2]) or bottoms[0][0] != bottoms[1][0]:
+        raise _fail(layer, bottoms, "The data and label should have the same first dimension (loss_layer.cpp)")
+    legacy = {"InfogainLoss": (0, 1, 2), "MultinomialLogisticLoss": (0, 1), "ContrastiveLoss": (0, 1, 2)}
+    for i in legacy.get(layer.type, ()):
+        if i < len(bottoms) and len(bottoms[i]) > 4:
+            raise _fail(layer, bottoms, f"bottom {i} has {len(bottoms[i])} axes; this layer reads it with the "
+                                        "legacy num/channels/height/width accessors (at most 4 axes)")
+    if layer.type == "InfogainLoss" and infogain_has_softmax(layer):
+        return _infogain_softmax(layer, bottoms)
+    if len(layer.top) > 1:
+        raise _fail(layer, bottoms, f"{layer.type} produces exactly 1 top blob, got {len(layer.top)}")
+    if layer.type in ("InfogainLoss", "MultinomialLogisticLoss"):
+        if any(_legacy_dim(bottoms[1], i) != 1 for i in (1, 2, 3)):
+            raise _fail(layer, bottoms, "the label must have channels, height and width 1 (one label per item)")
+    if layer.type == "InfogainLoss" and len(bottoms) > 2:
+        dim = math.prod(bottoms[0]) // bottoms[0][0] if bottoms[0][0] else 0
+        h = tuple(_legacy_dim(bottoms[2], i) for i in range(4))
+        if h != (1, 1, dim, dim):
+            raise _fail(layer, bottoms, f"the infogain matrix (bottom 2) must be (1, 1, {dim}, {dim}), got "
+                                        f"(num, channels, height, width) = {h}")
+    if layer.type == "SigmoidCrossEntropyLoss" and math.prod(bottoms[0]) != math.prod(bottoms[1]):
+        raise _fail(layer, bottoms, "SIGMOID_CROSS_ENTROPY_LOSS layer inputs must have the same count.")
+    if layer.type == "ContrastiveLoss":
+        a, b, y = bottoms
+        if _legacy_dim(a, 1) != _legacy_dim(b, 1) or any(_legacy_dim(s, i) != 1 for s in (a, b) for i in (2, 3)) \
+                or any(_legacy_dim(y, i) != 1 for i in (1, 2, 3)):
+            raise _fail(layer, bottoms, "ContrastiveLoss takes two (N, C, 1, 1) blobs of equal C and an "
+                                        "(N, 1, 1, 1) similarity label")
+    return [()], [], LossSpec(1, _copy(layer.loss_param))
+
+
+def infogain_has_softmax(layer) -> bool:
+    """Whether the schema's InfogainLoss is BVLC master's (2017 on: ``infogain_loss_param.axis`` exists; the layer
+    applies a softmax to bottom 0, honours ``normalization``/``ignore_label`` and may output the probabilities)
+    rather than the fork's (bottom 0 holds probabilities). Decided by the caffe.proto in use (models.schema)."""
+    return "axis" in layer.infogain_loss_param.DESCRIPTOR.fields_by_name
+
+
+def _infogain_softmax(layer, bottoms):
+    """BVLC master infogain_loss_layer.cpp Reshape: labels ``outer * inner`` (around the canonical ``axis``),
+    ``H`` with ``C * C`` values; an optional second top holds the softmax (bottom 0's shape)."""
+    axis = canonical_axis(layer, bottoms, layer.infogain_loss_param.axis, len(bottoms[0]))
+    b = bottoms[0]
+    c = int(b[axis])
+    if math.prod(b[:axis]) * math.prod(b[axis + 1:]) != math.prod(bottoms[1]):
+        raise _fail(layer, bottoms, "Number of labels must match number of predictions; e.g., if infogain axis == 1 "
+                                    "and prediction shape is (N, C, H, W), label count (number of labels) must be "
+                                    "N*H*W, with integer values in {0, 1, ..., C-1}.")
+    if len(bottoms) > 2 and math.prod(bottoms[2]) != c * c:
+        raise _fail(layer, bottoms, f"the infogain matrix (bottom 2) must have {c}*{c} values")
+    if layer.loss_param.HasField("normalize"):
+        raise _fail(layer, bottoms, 'loss_param: normalize is deprecated. use "normalization"')
+    tops = [()] + ([tuple(b)] if len(layer.top) > 1 else [])
+    return tops, [], LossSpec(axis, _copy(layer.loss_param))
+
+
 @shape_function("Accuracy")
 def accuracy(layer, bottoms):
     """src/caffe/layers/accuracy_layer.cpp: a scalar; a second top holds per-class accuracies."""
@@ -702,6 +770,8 @@ BLOB_COUNTS = {
     "Concat": (1, None, 1, 1), "Eltwise": (2, None, 1, 1), "Slice": (1, 1, 1, None), "Split": (1, 1, 1, None),
     "Silence": (1, None, 0, 0), "Crop": (2, 2, 1, 1), "Scale": (1, 2, 1, 1), "Bias": (1, 2, 1, 1),
     "SoftmaxWithLoss": (2, 2, 1, 2), "EuclideanLoss": (2, 2, 1, 1), "Accuracy": (2, 2, 1, 2),
+    "HingeLoss": (2, 2, 1, 1), "MultinomialLogisticLoss": (2, 2, 1, 1), "SigmoidCrossEntropyLoss": (2, 2, 1, 1),
+    "InfogainLoss": (2, 3, 1, 2), "ContrastiveLoss": (3, 3, 1, 1),
 }
 
 

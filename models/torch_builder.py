@@ -22,7 +22,8 @@ from models.fillers import init_layer
 from models.layers import registry
 
 #: layer types whose bottom 1 is a label (integers are accepted there)
-_LABEL_CONSUMERS = ("SoftmaxWithLoss", "Accuracy", "SigmoidCrossEntropyLoss")
+_LABEL_CONSUMERS = ("SoftmaxWithLoss", "Accuracy", "SigmoidCrossEntropyLoss", "HingeLoss", "InfogainLoss",
+                    "MultinomialLogisticLoss")
 
 
 def _key(name: str) -> str:
