@@ -23,7 +23,7 @@ __version__ = "1.0.0"
 
 __all__ = ["Net", "Blob", "Layer", "TRAIN", "TEST", "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed",
            "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver", "AdamSolver",
-           "Solver", "get_solver", "layer_type_list", "io", "proto", "install_as_caffe", "PycaffeError",
+           "Solver", "get_solver", "layer_type_list", "io", "proto", "caffe_modules", "install_as_caffe", "PycaffeError",
            "MissingFileError", "ArgumentError", "__version__"]
 
 
@@ -33,10 +33,16 @@ def layer_type_list() -> list:
     return sorted(supported_layer_types())
 
 
+def caffe_modules() -> dict:
+    """``{module name: module}`` that make ``import caffe``, ``caffe.io``, ``caffe.proto`` and
+    ``caffe.proto.caffe_pb2`` resolve to this package (for ``sys.modules``)."""
+    return {"caffe": sys.modules[__name__], "caffe.io": io, "caffe.proto": proto,
+            "caffe.proto.caffe_pb2": proto.caffe_pb2}
+
+
 def install_as_caffe() -> None:
-    """Make ``import caffe`` (and ``caffe.io``, ``caffe.proto``, ``caffe.proto.caffe_pb2``) resolve to this
-    package in this process, so that a pycaffe script runs unchanged. Replaces an already imported ``caffe``."""
-    mod = sys.modules[__name__]
-    for name, m in (("caffe", mod), ("caffe.io", io), ("caffe.proto", proto),
-                    ("caffe.proto.caffe_pb2", proto.caffe_pb2)):
-        sys.modules[name] = m
+    """Make ``import caffe`` resolve to this package in this process (:func:`caffe_modules` put into
+    ``sys.modules``), so that a pycaffe script runs unchanged. Replaces an already imported ``caffe``."""
+    for name in [n for n in sys.modules if n == "caffe" or n.startswith("caffe.")]:
+        del sys.modules[name]
+    sys.modules.update(caffe_modules())
