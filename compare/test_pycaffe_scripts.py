@@ -2,7 +2,8 @@
 
 The scripts in ``golden/pycaffe_scripts/`` were written against real pycaffe (Net construction, forward/backward,
 blob and param access, in-place edits, reshape, every solver class, snapshot/restore, ``caffe.io``, a 50-step
-training fed through Input blobs). Each prints ``KEY values`` lines (``_print.show``). Here each runs
+training fed through Input blobs; ``more_api``: MemoryData, an LMDB Data layer, forward_all, partial forward and
+backward, spatial reshape, a solver's TEST net sharing). Each prints ``KEY values`` lines (``_print.show``). Here each runs
 
 * under ours, once per session in this process, with ``import caffe`` resolving to :mod:`models.pycaffe`
   (``models.pycaffe.caffe_modules()`` put into ``sys.modules`` and taken out again; ``python -m models.pycaffe
@@ -38,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = HERE / "golden" / "pycaffe_scripts"
 FIXTURES = HERE / "golden" / "fixtures"
 INIT = FIXTURES / "train__sgd_step_lmdb" / "init.caffemodel"
-NAMES = ("net_api", "solver_api", "io_api", "train_input")
+NAMES = ("net_api", "solver_api", "io_api", "train_input", "more_api")
 TOL = 1e-5
 LOSS_TOL = 5e-5
 
