@@ -365,6 +365,19 @@ class Net:
         except ValueError:
             raise PycaffeError(f"net '{self._rt.name}' has no layer '{name}'") from None
 
+    def _write_batch(self, arrays: dict, names: list, field: str, mismatch: str, not_batch: str) -> None:
+        """pycaffe's argument handling: ``arrays`` must name exactly ``names``, each batch sized; each is written
+        into its blob's ``field`` (``data`` or ``diff``)."""
+        if not arrays:
+            return
+        if set(arrays) != set(names):
+            raise PycaffeError(f"{mismatch}: got {sorted(arrays)}, the net's are {names}")
+        for name, arr in arrays.items():
+            arr = np.asarray(arr)
+            if arr.ndim == 0 or arr.shape[0] != self.blobs[name].shape[0]:
+                raise PycaffeError(f"{not_batch}: '{name}' has shape {arr.shape}, the blob {self.blobs[name].shape}")
+            getattr(self.blobs[name], field)[...] = arr
+
     def forward(self, blobs=None, start=None, end=None, **kwargs) -> dict:
         """Forward pass (pycaffe ``Net.forward``).
 
@@ -392,16 +405,8 @@ class Net:
         else:
             end_ind = len(self.layers) - 1
             outputs = set(self.outputs + blobs)
-        if kwargs:
-            if set(kwargs) != set(self.inputs):
-                raise PycaffeError(f"Input blob arguments do not match net inputs: got {sorted(kwargs)}, the net's "
-                                   f"inputs are {self.inputs}")
-            for name, arr in kwargs.items():
-                arr = np.asarray(arr)
-                if arr.ndim == 0 or arr.shape[0] != self.blobs[name].shape[0]:
-                    raise PycaffeError(f"Input is not batch sized: '{name}' has shape {arr.shape}, the blob "
-                                       f"{self.blobs[name].shape}")
-                self.blobs[name].data[...] = arr
+        self._write_batch(kwargs, self.inputs, "data", "Input blob arguments do not match net inputs",
+                          "Input is not batch sized")
         self._forward(start_ind, end_ind)
         return {out: self.blobs[out].data for out in outputs}
 
@@ -427,16 +432,8 @@ class Net:
         else:
             end_ind = 0
             outputs = set(self.inputs + diffs)
-        if kwargs:
-            if set(kwargs) != set(self.outputs):
-                raise PycaffeError(f"Top diff arguments do not match net outputs: got {sorted(kwargs)}, the net's "
-                                   f"outputs are {self.outputs}")
-            for name, arr in kwargs.items():
-                arr = np.asarray(arr)
-                if arr.ndim == 0 or arr.shape[0] != self.blobs[name].shape[0]:
-                    raise PycaffeError(f"Diff is not batch sized: '{name}' has shape {arr.shape}, the blob "
-                                       f"{self.blobs[name].shape}")
-                self.blobs[name].diff[...] = arr
+        self._write_batch(kwargs, self.outputs, "diff", "Top diff arguments do not match net outputs",
+                          "Diff is not batch sized")
         self._backward(start_ind, end_ind)
         return {out: self.blobs[out].diff for out in outputs}
 

@@ -119,34 +119,18 @@ class Solver:
         raise PycaffeError("solver.add_callback is not supported by models.pycaffe")
 
 
-class SGDSolver(Solver):
-    """Caffe's ``SGDSolver`` (sgd_solver.cpp)."""
-    TYPE = "SGD"
+def _solver_class(kind: str, source: str) -> type:
+    """The pycaffe class of one solver type: its C++ class, constructed from a solver file."""
+    return type(f"{kind}Solver", (Solver,), {"TYPE": kind, "__module__": __name__,
+                                             "__doc__": f"Caffe's ``{kind}Solver`` ({source}); see :class:`Solver`."})
 
 
-class NesterovSolver(Solver):
-    """Caffe's ``NesterovSolver`` (nesterov_solver.cpp)."""
-    TYPE = "Nesterov"
-
-
-class AdaGradSolver(Solver):
-    """Caffe's ``AdaGradSolver`` (adagrad_solver.cpp; momentum must be 0)."""
-    TYPE = "AdaGrad"
-
-
-class RMSPropSolver(Solver):
-    """Caffe's ``RMSPropSolver`` (rmsprop_solver.cpp; momentum must be 0)."""
-    TYPE = "RMSProp"
-
-
-class AdaDeltaSolver(Solver):
-    """Caffe's ``AdaDeltaSolver`` (adadelta_solver.cpp)."""
-    TYPE = "AdaDelta"
-
-
-class AdamSolver(Solver):
-    """Caffe's ``AdamSolver`` (adam_solver.cpp)."""
-    TYPE = "Adam"
+SGDSolver = _solver_class("SGD", "sgd_solver.cpp")
+NesterovSolver = _solver_class("Nesterov", "nesterov_solver.cpp")
+AdaGradSolver = _solver_class("AdaGrad", "adagrad_solver.cpp; momentum must be 0")
+RMSPropSolver = _solver_class("RMSProp", "rmsprop_solver.cpp; momentum must be 0")
+AdaDeltaSolver = _solver_class("AdaDelta", "adadelta_solver.cpp")
+AdamSolver = _solver_class("Adam", "adam_solver.cpp")
 
 
 def get_solver(filename) -> Solver:
