@@ -167,6 +167,51 @@ def test_train_input_follows_the_caffe_train_trajectory(tmp_path_factory):
             assert np.max(np.abs(value - ref)) <= TOL * max(1.0, float(np.max(np.abs(ref)))), key
 
 
+#: Caffe's own blobs of these nets (make_golden.py, real pycaffe): forward values, and for the edge nets the diffs of
+#: a backward from seeded top diffs, with every blob name and order Caffe gives (Split blobs included)
+GOLDEN_NETS = ("edge__conv__TEST", "edge__eltwise__TEST", "edge__loss__TEST", "edge__pointwise__TEST",
+               "edge__batchnorm__TEST", "edge__shape_ops__TEST", "net__cifar__deploy__TEST")
+
+
+@pytest.mark.parametrize("name", GOLDEN_NETS)
+def test_net_blobs_and_diffs_equal_the_golden_fixtures(name, monkeypatch):
+    """models.pycaffe.Net on the nets of the golden fixtures: ``net.blobs`` lists Caffe's blobs in Caffe's order and
+    every value, blob diff and param diff is within ``TOL`` of real Caffe's (the fixtures' own rule)."""
+    sys.path.insert(0, str(HERE / "golden"))
+    try:
+        import seeded
+        from golden import Fixture
+    finally:
+        sys.path.remove(str(HERE / "golden"))
+    import models.pycaffe as pycaffe
+
+    monkeypatch.setenv("GLOG_minloglevel", "2")
+    fx = Fixture(name)
+    weights = fx.caffemodel
+    net = pycaffe.Net(str(fx.net_path), pycaffe.TEST, weights=str(weights) if weights else None)
+    if weights is None:
+        shapes = {layer: [b.shape for b in blobs] for layer, blobs in net.params.items()}
+        for layer, arrays in fx.params(shapes=shapes).items():
+            for blob, a in zip(net.params[layer], arrays):
+                blob.data[...] = a.reshape(blob.shape)
+    for blob, a in fx.inputs().items():
+        net.blobs[blob].data[...] = a.reshape(net.blobs[blob].shape)
+    net.forward()
+    assert list(net.blobs) == [k[len("blob/"):] for k in fx.keys("blob/")]
+    for key in fx.keys("blob/"):
+        fx.check(key, net.blobs[key[len("blob/"):]].data, TOL)
+    if not fx.keys("diff/"):
+        return
+    for blob, recipe in fx.prov.get("top_diffs", {}).items():
+        net.blobs[blob].diff[...] = seeded.seeded_array(recipe.split("'")[1], net.blobs[blob].diff.shape, 1.0)
+    net._backward(len(net.layers) - 1, 0)  # Net::Backward, what make_golden ran: the outputs' diffs as they stand
+    for key in fx.keys("diff/"):
+        fx.check(key, net.blobs[key[len("diff/"):]].diff, TOL)
+    for key in fx.keys("pdiff/"):
+        layer, i = key[len("pdiff/"):].rsplit("/", 1)
+        fx.check(key, net.params[layer][int(i)].diff, TOL)
+
+
 def test_disagreement_rule_catches_a_changed_number_and_a_missing_key():
     caffe = parse("a 1.0 2.0\nb s:x y\n")
     assert not disagreements(caffe, parse("a 1.000001 2.0\nb s:x y\n"))

@@ -109,7 +109,6 @@ class Net:
         rt.retain_blob_grads = True
         rt.retain_graph = True
         rt.listeners.append(self._on_event)
-        self._seeds: set = set()
         graph = rt.net
         self._layer_names = [lp.name for lp in graph.proto.layer]
         kinds = {l.name: l for l in graph.layers + graph.data_layers}
@@ -187,7 +186,9 @@ class Net:
                 if blob is not None:
                     self._store(blob, "data", t)
         elif event == "backward":
-            skip = set(rt.loss_weights) | self._seeds
+            # a blob rewritten in place shows the diff of its first version (the in-place layers' Backward writes
+            # their bottom diff into the same memory), a seeded output too; a loss top keeps its loss weight
+            skip = set(rt.loss_weights)
             for name, g in rt.module.blob_diffs().items():
                 blob = self._blob_dict.get(name)
                 if blob is not None and name not in skip:
@@ -240,11 +241,7 @@ class Net:
         loss = set(rt.loss_weights)
         if start == n - 1 and end == 0:
             seeds = {b: self._blob_dict[b].diff for b in rt.outputs if b not in loss}
-            self._seeds = set(seeds)
-            try:
-                rt.backward(seeds)
-            finally:
-                self._seeds = set()
+            rt.backward(seeds)
             return
         in_range = [l for l in self._graph_layers[end:start + 1] if l.name in
                     {s[0].name for s in rt.module.steps}]
@@ -255,11 +252,7 @@ class Net:
         inputs = [p for l in in_range for p in params.get(l.name, []) if p.requires_grad]
         inputs += [rt.values[b] for b in consumed_in - produced
                    if b in rt.values and rt.values[b].requires_grad]
-        self._seeds = set(seeds)
-        try:
-            rt.backward(seeds, inputs=inputs, loss=bool(produced & loss))
-        finally:
-            self._seeds = set()
+        rt.backward(seeds, inputs=inputs, loss=bool(produced & loss))
 
     def reshape(self) -> None:
         """``Net::Reshape``: every blob takes the shape implied by the input blobs' current shapes (after

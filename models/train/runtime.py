@@ -3,7 +3,8 @@
 ``RuntimeNet`` is what a solver trains and tests and what ``models.pycaffe.Net`` wraps (src/caffe/net.cpp):
 
 * built from one ``NetParameter`` for a phase, level and stages (``Net::FilterNet``; :func:`net_state` merges the
-  states as ``Solver::InitTrainNet`` / ``InitTestNets`` do);
+  states as ``Solver::InitTrainNet`` / ``InitTestNets`` do), with Caffe's ``Split`` layers inserted
+  (:mod:`models.train.splits`);
 * data layers (``Data``, ``ImageData``, ``HDF5Data``, ``MemoryData``, ``DummyData``) read through
   :func:`models.data.make_source`; ``Input`` blobs hold whatever the caller wrote into them (zeros at first);
 * the forward pass is :class:`models.torch_builder.CaffeModule`; the objective is ``sum(loss_weight * top)``
@@ -29,6 +30,7 @@ from models.errors import CaffeError, InputError, NetDefinitionError
 from models.graph import PHASES, layer_included, load_net
 from models.precision import strict_fp32
 from models.schema import pb
+from models.train.splits import insert_splits
 from models.train.updates import LearnableParam
 from models.upgrade import upgrade_net
 
@@ -105,6 +107,8 @@ class RuntimeNet:
                 self.sources[lp.name] = src
                 for top, s in src.shapes().items():
                     shapes[top] = tuple(int(x) for x in s)
+        # Net::Init: FilterNet, then InsertSplits (a blob feeding several layers goes through a Split layer)
+        proto = insert_splits(proto, phase, level, tuple(stages))
         self.net = load_net(proto, phase=phase, level=level, stages=tuple(stages), input_shapes=shapes)
         self.net.source = source_name or self.net.source
         self.module = to_torch(self.net, seed=seed, params_from=share_from.module if share_from else None,

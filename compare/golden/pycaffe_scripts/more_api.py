@@ -32,8 +32,10 @@ net = caffe.Net("mem.prototxt", caffe.TRAIN)
 net.params["ip"][0].data[...] = rng.standard_normal((3, 48)).astype(np.float32) * 0.2  # no ties in Accuracy
 show("mem/inputs", len(net.inputs))
 show("mem/outputs", list(net.outputs))
-# (net.layers and net.blobs of this net also hold the Split layers Caffe inserts where a blob feeds two layers)
-show("mem/blob_loss_weights", [net.blob_loss_weights[b] for b in ("data", "label", "ip", "zloss", "acc")])
+show("mem/layers", [l.type for l in net.layers])        # with the Split layers Caffe inserts (label, ip feed two)
+show("mem/layer_names", list(net._layer_names))
+show("mem/blobs", list(net.blobs))
+show("mem/blob_loss_weights", [net.blob_loss_weights[b] for b in net.blobs])
 show("mem/loss_shape", list(net.blobs["zloss"].shape))
 show("mem/loss_diff", net.blobs["zloss"].diff)
 show("mem/legacy", [net.blobs["ip"].num, net.blobs["ip"].channels, net.blobs["ip"].height, net.blobs["ip"].width,
@@ -48,6 +50,7 @@ for k in range(4):
     show(f"mem/acc{k}", out["acc"])
 net.backward()
 show("mem/ip_wdiff", net.params["ip"][0].diff)
+show("mem/split_diffs", [net.blobs[b].diff for b in net.blobs if "_split_" in b][:2])
 net.clear_param_diffs()
 show("mem/cleared", float(np.abs(net.params["ip"][0].diff).sum()))
 
