@@ -17,7 +17,8 @@ Agreement (fixed before comparing): the same keys in the same order; string valu
 with ``max|ours - caffe| <= TOL * max(1, max|caffe|)``, ``TOL = 1e-5`` (float32 arithmetic in another summation
 order, up to 50 solver steps; measured: 2.9e-7 at worst). ``train_input`` is also held to the real ``caffe train``
 trajectory of ``train__sgd_step_lmdb`` (the same batches from an LMDB): losses within ``5e-5 * max(1, |loss|)``
-(the log's 6 significant digits) and the final weights within ``TOL``.
+(the log's 6 significant digits) and the final weights within ``TOL``. And ``caffe.Net`` on the golden edge nets
+and CIFAR deploy lists Caffe's blobs (Split blobs included, same order) with Caffe's values and diffs.
 """
 from __future__ import annotations
 
