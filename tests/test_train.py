@@ -135,6 +135,9 @@ layer { name: "sil" type: "Silence" bottom: "ip2" }
 layer { name: "acc"''')
     s, _ = _solver('base_lr: 0.1 lr_policy: "fixed" test_iter: 1 test_interval: 100', tmp_path, net=two)
     train, test = s.net.module.caffe_params(), s.test_nets[0].module.caffe_params()
+    assert train["ip"][0] is not test["ip"][0]  # Caffe's TEST nets share only from their first test on
+    s.test(0)
+    test = s.test_nets[0].module.caffe_params()
     assert train["ip"][0] is test["ip"][0]
     assert train["ip"][0] is train["ip2"][0]  # ParamSpec name "w"
     names = [p.name for p in s.net.learnable_params]

@@ -4,7 +4,10 @@
 * :class:`~models.train.solver.Solver` - ``Solver::Step`` / ``Solve`` / ``Test`` / snapshots for SGD, Nesterov,
   AdaGrad, RMSProp, AdaDelta and Adam (update rules in :mod:`models.train.updates`);
 * :mod:`models.train.snapshot` - ``.solverstate`` and HDF5 snapshot files;
-* :mod:`models.train.tools` - ``caffe test`` and ``caffe time``.
+* :mod:`models.train.tools` - ``caffe test`` and ``caffe time``;
+* :mod:`models.train.splits` - Caffe's ``InsertSplits`` (the ``Split`` layers ``Net::Init`` adds).
+
+:mod:`models.pycaffe` (pycaffe's ``Net`` and solvers) is built on these.
 
 See docs/training.md.
 """

@@ -3,7 +3,8 @@
 ``RuntimeNet`` is what a solver trains and tests and what ``models.pycaffe.Net`` wraps (src/caffe/net.cpp):
 
 * built from one ``NetParameter`` for a phase, level and stages (``Net::FilterNet``; :func:`net_state` merges the
-  states as ``Solver::InitTrainNet`` / ``InitTestNets`` do);
+  states as ``Solver::InitTrainNet`` / ``InitTestNets`` do), with Caffe's ``Split`` layers inserted
+  (:mod:`models.train.splits`);
 * data layers (``Data``, ``ImageData``, ``HDF5Data``, ``MemoryData``, ``DummyData``) read through
   :func:`models.data.make_source`; ``Input`` blobs hold whatever the caller wrote into them (zeros at first);
 * the forward pass is :class:`models.torch_builder.CaffeModule`; the objective is ``sum(loss_weight * top)``
@@ -29,6 +30,7 @@ from models.errors import CaffeError, InputError, NetDefinitionError
 from models.graph import PHASES, layer_included, load_net
 from models.precision import strict_fp32
 from models.schema import pb
+from models.train.splits import insert_splits
 from models.train.updates import LearnableParam
 from models.upgrade import upgrade_net
 
@@ -93,6 +95,7 @@ class RuntimeNet:
         where = f"{source_name}: " if source_name else ""
         self.where = where
         self.phase = phase
+        self.level, self.stages, self.memory_format = level, tuple(stages), memory_format
         self.device = _device(device)
         self.precision = precision
         proto = upgrade_net(net_param, where)
@@ -104,6 +107,8 @@ class RuntimeNet:
                 self.sources[lp.name] = src
                 for top, s in src.shapes().items():
                     shapes[top] = tuple(int(x) for x in s)
+        # Net::Init: FilterNet, then InsertSplits (a blob feeding several layers goes through a Split layer)
+        proto = insert_splits(proto, phase, level, tuple(stages))
         self.net = load_net(proto, phase=phase, level=level, stages=tuple(stages), input_shapes=shapes)
         self.net.source = source_name or self.net.source
         self.module = to_torch(self.net, seed=seed, params_from=share_from.module if share_from else None,
@@ -117,6 +122,15 @@ class RuntimeNet:
         #: the tensors of the last forward pass ({blob: tensor}, final versions) and its objective
         self.values: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         self.last_loss: torch.Tensor | None = None
+        #: what ``forward(blobs=None)`` keeps and whether it retains blob gradients: a solver needs only the
+        #: outputs; pycaffe shows every blob and its diff, as Caffe's Net holds them all
+        self.forward_blobs = "outputs"
+        self.retain_blob_grads = False
+        #: keep the autograd graph after a backward (pycaffe may call backward more than once per forward)
+        self.retain_graph = False
+        #: callables ``fn(event, net)`` run after each forward ("forward") and backward ("backward"), whoever
+        #: calls them (a solver's step included): pycaffe copies the blobs into its numpy views there
+        self.listeners: list = []
 
     # ---- construction ------------------------------------------------------------------------------------
     @staticmethod
@@ -166,12 +180,16 @@ class RuntimeNet:
 
     @property
     def outputs(self) -> list:
-        """Caffe's ``net.outputs``: blobs no layer consumes."""
-        return self.net.outputs
+        """Caffe's ``net.outputs``: blobs no layer consumes, in name order (net.cpp ``Net::Init`` takes them from
+        the ``std::set<string>`` of available blobs; the "Train net output #k" lines follow this order)."""
+        return sorted(self.net.outputs)
 
-    def load_batches(self) -> None:
-        """Fill the data layers' tops with their sources' next batches (each data layer's ``Forward``)."""
+    def load_batches(self, layers=None) -> None:
+        """Fill the data layers' tops with their sources' next batches (each data layer's ``Forward``); only
+        the data layers named in ``layers`` when given (a forward over part of the net)."""
         for name, src in self.sources.items():
+            if layers is not None and name not in layers:
+                continue
             batch = src.next_batch()
             for top, arr in batch.items():
                 arr = np.asarray(arr, np.float32)
@@ -181,11 +199,17 @@ class RuntimeNet:
                                      f"the net was built for {None if held is None else held.shape}")
                 np.copyto(held, arr)
 
-    def _input_tensors(self) -> dict:
+    def _input_tensors(self, grad: bool = False) -> dict:
+        """The input blobs as tensors (CPU: sharing memory with :attr:`input_data`). With ``grad`` and the net's
+        ``force_backward``, they require grad, so that their diffs are computed as Caffe does then."""
         out = {}
+        want_grad = grad and self.net.proto.force_backward
         for name, arr in self.input_data.items():
             t = torch.from_numpy(arr)
-            out[name] = t.to(self.device, non_blocking=True) if self.device.type != "cpu" else t
+            t = t.to(self.device, non_blocking=True) if self.device.type != "cpu" else t
+            if want_grad and t.is_floating_point():
+                t = t.detach().requires_grad_(True)
+            out[name] = t
         return out
 
     def _autocast(self):
@@ -195,12 +219,15 @@ class RuntimeNet:
         return strict_fp32(self.device.type == "cuda")
 
     # ---- forward / backward ------------------------------------------------------------------------------
-    def forward(self, blobs="outputs", grad: bool = False, load: bool = True, retain_grad: bool = False):
+    def forward(self, blobs=None, grad: bool = False, load: bool = True, retain_grad: bool | None = None):
         """``Net::Forward``: load the next batches (``load``), run the net, return the objective (a float32
         0-d tensor; 0 for a net with no loss). The tensors are kept in :attr:`values`.
 
-        ``blobs``: "outputs" (outputs and weighted loss tops), "all" (every blob) or a list of names.
-        ``grad``: keep the autograd graph for :meth:`backward`."""
+        ``blobs``: "outputs" (outputs and weighted loss tops), "all" (every blob), a list of names, or None
+        (:attr:`forward_blobs`). ``grad``: keep the autograd graph for :meth:`backward`. ``retain_grad`` (None:
+        :attr:`retain_blob_grads`): keep each blob's gradient (``module.blob_diffs()``)."""
+        blobs = self.forward_blobs if blobs is None else blobs
+        retain_grad = self.retain_blob_grads if retain_grad is None else retain_grad
         if load:
             self.load_batches()
         if blobs == "outputs":
@@ -210,11 +237,16 @@ class RuntimeNet:
         else:
             wanted = list(dict.fromkeys(list(blobs) + list(self.loss_weights)))
         with torch.set_grad_enabled(grad), self._autocast():
-            values = self.module(**self._input_tensors(), blobs=wanted, retain_grad=retain_grad)
+            values = self.module(**self._input_tensors(grad), blobs=wanted, retain_grad=retain_grad and grad)
             loss = self._objective(values)
         self.values = values
         self.last_loss = loss
+        self._notify("forward")
         return loss
+
+    def _notify(self, event: str) -> None:
+        for fn in self.listeners:
+            fn(event, self)
 
     def forward_range(self, start: int, end: int, values: dict, grad: bool = False, retain_grad: bool = False):
         """Layers ``start..end`` only (``Net::ForwardFromTo``), reading ``values`` ({blob: tensor}) for the blobs
@@ -224,6 +256,7 @@ class RuntimeNet:
             loss = self._objective(out, partial=True)
         self.values = out
         self.last_loss = loss
+        self._notify("forward")
         return loss
 
     def _objective(self, values, partial: bool = False):
@@ -239,12 +272,15 @@ class RuntimeNet:
             total = torch.zeros((), dtype=torch.float32, device=self.device)
         return total
 
-    def backward(self, top_diffs: dict | None = None) -> None:
+    def backward(self, top_diffs: dict | None = None, inputs=None, loss: bool = True) -> None:
         """``Net::Backward`` after a ``forward(grad=True)``: the loss tops' diffs are their loss weights (as
-        ``Net::Init`` sets them), other output blobs take ``top_diffs[blob]`` when given. Parameter diffs
-        accumulate into ``.grad``."""
+        ``Net::Init`` sets them; ``loss=False`` leaves them out), other blobs take ``top_diffs[blob]`` when
+        given. Parameter diffs accumulate into ``.grad``. ``inputs``: only these tensors get gradients
+        (``torch.autograd.backward(inputs=)``; ``Net::BackwardFromTo`` over part of the net)."""
+        for t in getattr(self.module, "_first_versions", {}).values():
+            t.grad = None  # a layer's Backward overwrites its bottoms' diffs; only parameter diffs accumulate
         tensors, grads = [], []
-        if self.last_loss is not None and self.last_loss.requires_grad:
+        if loss and self.last_loss is not None and self.last_loss.requires_grad:
             tensors.append(self.last_loss)
             grads.append(torch.ones_like(self.last_loss))
         for blob, diff in (top_diffs or {}).items():
@@ -255,9 +291,12 @@ class RuntimeNet:
             if bool(d.any()):
                 tensors.append(t)
                 grads.append(d)
+        if tensors and inputs is not None and not inputs:
+            tensors = []
         if tensors:
             with strict_fp32(self.device.type == "cuda" and self.precision == "fp32"):
-                torch.autograd.backward(tensors, grads)
+                torch.autograd.backward(tensors, grads, inputs=inputs, retain_graph=self.retain_graph)
+        self._notify("backward")
 
     def forward_backward(self) -> float:
         """``Net::ForwardBackward``: one batch forward and backward; returns the loss (float32 value)."""
@@ -282,6 +321,55 @@ class RuntimeNet:
                 continue
             out.append((blob, t.detach().float().cpu().numpy().reshape(-1), float(self.loss_weights.get(blob, 0.0))))
         return out
+
+    # ---- sharing and reshaping -------------------------------------------------------------------------
+    def share_trained_layers_with(self, other: "RuntimeNet") -> None:
+        """``Net::ShareTrainedLayersWith``: use ``other``'s parameter blobs for every layer of the same name (a
+        solver does this to each TEST net at the start of each test). Layers ``other`` lacks keep their own.
+
+        Raises :class:`models.errors.InputError` when a shared layer's blob count or shapes differ."""
+        source = other.module.caffe_params()
+        from models.torch_builder import _key
+        for layer in self.net.layers:
+            src = source.get(layer.name)
+            mod = self.module.layer_modules[_key(layer.name)]
+            if src is None or not len(mod.blobs):
+                continue
+            if len(src) != len(mod.blobs):
+                raise InputError(f"{self.where}layer '{layer.name}': Incompatible number of blobs for layer "
+                                 f"{layer.name} ({len(src)} in the source net, {len(mod.blobs)} here)")
+            for i, p in enumerate(src):
+                if tuple(p.shape) != tuple(mod.blobs[i].shape):
+                    raise InputError(f"{self.where}layer '{layer.name}' blob {i}: Cannot share param {i} weights "
+                                     f"from layer '{layer.name}'; shape mismatch ({tuple(p.shape)} vs "
+                                     f"{tuple(mod.blobs[i].shape)})")
+                mod.blobs[i] = p
+        self.learnable_params = self._learnable_params()
+
+    def reshape(self, input_shapes: dict) -> None:
+        """``Net::Reshape`` after input blobs changed shape: shapes inferred again from ``input_shapes``
+        ({input blob: shape}; the others keep theirs) and the layers rebuilt around the same parameter tensors
+        (so views onto them and a solver's history stay valid). :attr:`input_data` gets zero arrays of the new
+        shapes where a shape changed.
+
+        Raises :class:`models.errors.ShapeError` (and other ``CaffeError``) for shapes the net cannot take."""
+        from models.torch_builder import to_torch
+
+        shapes = {k: tuple(int(x) for x in v) for k, v in self.net.inputs.items()}
+        shapes.update({k: tuple(int(x) for x in v) for k, v in input_shapes.items()})
+        if shapes == {k: tuple(v) for k, v in self.net.inputs.items()}:
+            return
+        net = load_net(self.net.proto, phase=self.phase, level=self.level, stages=self.stages, input_shapes=shapes)
+        net.source = self.net.source
+        module = to_torch(net, params_from=self.module, memory_format=self.memory_format)
+        module.to(self.device)
+        self.net, self.module = net, module
+        for name, shape in net.inputs.items():
+            held = self.input_data.get(name)
+            if held is None or held.shape != tuple(shape):
+                self.input_data[name] = np.zeros(shape, np.float32)
+        self.learnable_params = self._learnable_params()
+        self.values, self.last_loss = OrderedDict(), None
 
     def close(self) -> None:
         for src in self.sources.values():

@@ -206,7 +206,9 @@ class Solver:
         for i, (source, net_param) in enumerate(specs):
             state = net_state(net_param, "TEST", sp.test_state[i] if len(sp.test_state) else None)
             self.log(f"Creating test net (#{i}) specified by {source}", "solver.cpp:172")
-            nets.append(self._runtime(net_param, state, source.split(": ", 1)[-1], share_from=self.net))
+            # its own blobs until the first test: Solver::Test calls ShareTrainedLayersWith (what pycaffe's
+            # solver.test_nets show before then)
+            nets.append(self._runtime(net_param, state, source.split(": ", 1)[-1]))
         return nets
 
     def load_weights(self, path) -> None:
@@ -341,6 +343,7 @@ class Solver:
         sp = self.param
         self.log(f"Iteration {self.iter}, Testing net (#{test_net_id})", "solver.cpp:341")
         net = self.test_nets[test_net_id]
+        net.share_trained_layers_with(self.net)
         n = sp.test_iter[test_net_id]
         scores, names, loss = None, None, np.float32(0.0)
         for i in range(n):
@@ -426,8 +429,7 @@ class Solver:
                 path = alt if alt.exists() else path
             if not path.exists():
                 raise SnapshotError(f"{state_file}: its learned_net {learned} does not exist")
-            for net in [self.net] + self.test_nets:
-                net.copy_from(path)
+            self.net.copy_from(path)  # the TEST nets get these blobs at the next test (Solver::Restore)
         self.current_step = int(state["current_step"])
         self.log("SGDSolver: restoring history", "sgd_solver.cpp:318")
         with torch.no_grad():
