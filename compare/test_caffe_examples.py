@@ -31,7 +31,9 @@ Skips, with the reason: no real caffe binary (compare/golden/build_caffe.sh; the
 """
 from __future__ import annotations
 
-import os
+import contextlib
+import io
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -78,13 +80,20 @@ def _cases(names, xfail=None):
             for n in names]
 
 
-def _ours(args, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    p = subprocess.run([sys.executable, "-m", "models", *args], cwd=str(cwd), env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, f"models {' '.join(args)} exited {p.returncode} in {cwd}:\n{p.stderr[-3000:]}"
-    return p
+def _ours(args, cwd) -> str:
+    """``python -m models ARGS`` run in this process (one torch thread, as Caffe gets one BLAS thread) with
+    ``cwd`` as the working directory; returns its log (stderr). In-process saves a torch import per call."""
+    import torch
+    from models.cli import main
+    err, threads = io.StringIO(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stderr(err):
+            rc = main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0, f"models {' '.join(args)} exited {rc} in {cwd}:\n{err.getvalue()[-3000:]}"
+    return err.getvalue()
 
 
 def _caffe(args, cwd) -> subprocess.CompletedProcess:
@@ -121,7 +130,7 @@ def example_run(tmp_path_factory):
             if _no_caffe() is None:
                 caffe = caffe_log.parse_train_log(
                     _caffe(["train", f"--solver={solver}", f"--weights={init}"], root / "caffe").stderr)
-            _RUNS[name] = Run(root, solver, caffe_log.parse_train_log(ours.stderr), caffe)
+            _RUNS[name] = Run(root, solver, caffe_log.parse_train_log(ours), caffe)
         return _RUNS[name]
     return get
 
@@ -223,7 +232,7 @@ def test_caffe_test_scores_our_snapshot(name, example_run):
     folder = run.root / "ours"
     net = ce.net_path((folder / run.solver).read_text())
     weights = f"{run.prefix('ours').relative_to(folder)}_iter_{ITERS}.caffemodel"
-    ours = _ours(["test", "--model", net, "--weights", weights, "--iterations", str(TEST_ITER)], folder).stderr
+    ours = _ours(["test", "--model", net, "--weights", weights, "--iterations", str(TEST_ITER)], folder)
     caffe = _caffe(["test", f"--model={net}", f"--weights={weights}", f"--iterations={TEST_ITER}"], folder).stderr
     (ob, of), (cb, cf) = caffe_log.parse_test_log(ours), caffe_log.parse_test_log(caffe)
     assert sorted(cb) == list(range(TEST_ITER)) and cf, f"caffe test log not parsed:\n{caffe[-2000:]}"
@@ -237,7 +246,7 @@ def test_caffe_test_scores_our_snapshot(name, example_run):
 
 
 @needs_caffe
-@pytest.mark.parametrize("name", _cases(["lenet", "lenet_adam", "lenet_adadelta"], XFAIL_WEIGHTS))
+@pytest.mark.parametrize("name", ["lenet", "lenet_adam", "lenet_adadelta"])
 def test_caffe_resumes_our_solverstate(name, tmp_path):
     """SGD (one history set), Adam and AdaDelta (two sets; Adam's rate corrected by the restored iteration)."""
     roots = {t: tmp_path / t for t in ("ours", "caffe")}
@@ -253,9 +262,33 @@ def test_caffe_resumes_our_solverstate(name, tmp_path):
         rel = f"{prefix['ours'].relative_to(roots['ours'])}_iter_{RESUME_FROM}.{suffix}"
         (roots["caffe"] / rel).write_bytes((roots["ours"] / rel).read_bytes())
     ours = caffe_log.parse_train_log(_ours(["train", "--solver", str(solver), "--snapshot", state],
-                                           roots["ours"]).stderr)
+                                           roots["ours"]))
     caffe = caffe_log.parse_train_log(_caffe(["train", f"--solver={solver}", f"--snapshot={state}"],
                                              roots["caffe"]).stderr)
     assert sorted(caffe.loss) == [RESUME_TO], f"caffe logged losses at {sorted(caffe.loss)}"
     bad = _log_diffs(ours, caffe) + _snapshot_diffs(prefix["ours"], prefix["caffe"], RESUME_TO)
     assert not bad, f"{name}: caffe resumed from our solverstate differs from ours:\n" + "\n".join(bad[:20])
+
+
+def _time_template(log: str) -> list[str]:
+    """``caffe time``'s caffe.cpp lines with glog's prefix dropped and every number replaced by ``#``."""
+    out = []
+    for line in log.splitlines():
+        m = re.match(r"^[IWEF]\d{4,8} [\d:.]+\s+\d+ caffe\.cpp:\d+\] (.*)$", line)
+        if m and not m[1].startswith(("Use ", "Running")):
+            out.append(re.sub(caffe_log.NUM, "#", m[1]))
+    return out
+
+
+@needs_caffe
+def test_models_time_prints_caffe_time_lines(example_run):
+    """``python -m models time`` prints caffe.cpp time()'s lines: the same layers (data layer included) in the same
+    order, and whole milliseconds per iteration on CPU (Caffe's CPU Timer)."""
+    folder = example_run("lenet").root / "ours"
+    net = ce.net_path((folder / example_run("lenet").solver).read_text())
+    ours = _ours(["time", "--model", net, "--iterations", "2"], folder)
+    caffe = _caffe(["time", f"--model={net}", "--iterations=2"], folder).stderr
+    assert _time_template(ours) == _time_template(caffe), "\n".join(_time_template(ours))
+    for log in (ours, caffe):
+        times = re.findall(r"forward-backward time: (\S+) ms\.", log)
+        assert len(times) == 2 and all(t.isdigit() for t in times), times
