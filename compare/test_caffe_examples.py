@@ -25,7 +25,11 @@ Known divergence (measured, see docs/caffe-examples.md): RMSProp and AdaDelta di
 RMS of the gradient, so parameters whose gradient is float32 cancellation noise (|g| < 4e-6 in LeNet's first
 step, agreeing with Caffe's to ~1e-6 relative elsewhere) get O(lr) steps of either sign; after 10 steps their
 weights differ from Caffe's by up to 0.64 (RMSProp) and 4e-3 (AdaDelta). Their weight checks are expected failures;
-their logged numbers are checked as for the others.
+their logged numbers are checked as for the others. One step from the same state (the resume check) agrees.
+
+The MNIST autoencoder's AdaGrad and Nesterov solvers run on neither tool here: its net names two layers 'loss',
+which our net loader refuses (expected failure), and the reference build deadlocks when its test-on-train net opens
+the TRAIN net's LMDB (skipped on the Caffe side).
 
 Skips, with the reason: no real caffe binary (compare/golden/build_caffe.sh; the ours-only checks still run).
 """
@@ -60,7 +64,10 @@ _DUP_LOSS = ("Caffe's mnist_autoencoder.prototxt names two layers 'loss' (Caffe 
              "models.graph.load_net refuses them)")
 _CHAOTIC = ("RMSProp/AdaDelta normalise near-zero (rounding-noise) gradients into O(lr) steps: weights diverge "
             "from Caffe's beyond WEIGHT_TOL within 10 steps (module docstring)")
+_SAME_LMDB = ("the reference caffe build hangs creating the autoencoder's test-on-train net, whose Data layer reads "
+              "the TRAIN net's mnist_train_lmdb (with that source copied to a second path it trains)")
 XFAIL_OURS = {"autoencoder_adagrad": _DUP_LOSS, "autoencoder_nesterov": _DUP_LOSS}
+SKIP_CAFFE = {"autoencoder_adagrad": _SAME_LMDB, "autoencoder_nesterov": _SAME_LMDB}
 XFAIL_WEIGHTS = {"lenet_rmsprop": _CHAOTIC, "lenet_adadelta": _CHAOTIC}
 
 
@@ -74,9 +81,10 @@ def _no_caffe() -> str | None:
 needs_caffe = pytest.mark.skipif(_no_caffe() is not None, reason=str(_no_caffe()))
 
 
-def _cases(names, xfail=None):
-    xfail = xfail or {}
-    return [pytest.param(n, marks=pytest.mark.xfail(reason=xfail[n], strict=False)) if n in xfail else n
+def _cases(names, xfail=None, skip=None):
+    xfail, skip = xfail or {}, skip or {}
+    return [pytest.param(n, marks=pytest.mark.skip(reason=skip[n])) if n in skip else
+            pytest.param(n, marks=pytest.mark.xfail(reason=xfail[n], strict=False)) if n in xfail else n
             for n in names]
 
 
@@ -127,7 +135,7 @@ def example_run(tmp_path_factory):
             init = ce.write_init_weights(root / "ours", solver, root / "init.caffemodel", seed=INIT_SEED)
             ours = _ours(["train", "--solver", str(solver), "--weights", str(init)], root / "ours")
             caffe = None
-            if _no_caffe() is None:
+            if _no_caffe() is None and name not in SKIP_CAFFE:
                 caffe = caffe_log.parse_train_log(
                     _caffe(["train", f"--solver={solver}", f"--weights={init}"], root / "caffe").stderr)
             _RUNS[name] = Run(root, solver, caffe_log.parse_train_log(ours), caffe)
@@ -209,7 +217,7 @@ def test_example_trains_with_caffe_log_lines(name, example_run):
 
 
 @needs_caffe
-@pytest.mark.parametrize("name", _cases(ce.EXAMPLES, XFAIL_OURS))
+@pytest.mark.parametrize("name", _cases(ce.EXAMPLES, XFAIL_OURS, SKIP_CAFFE))
 def test_example_log_matches_caffe(name, example_run):
     run = example_run(name)
     bad = _log_diffs(run.ours, run.caffe)
@@ -218,7 +226,7 @@ def test_example_log_matches_caffe(name, example_run):
 
 
 @needs_caffe
-@pytest.mark.parametrize("name", _cases(ce.EXAMPLES, {**XFAIL_OURS, **XFAIL_WEIGHTS}))
+@pytest.mark.parametrize("name", _cases(ce.EXAMPLES, XFAIL_WEIGHTS, SKIP_CAFFE))
 def test_example_snapshot_matches_caffe(name, example_run):
     run = example_run(name)
     bad = _snapshot_diffs(run.prefix("ours"), run.prefix("caffe"), ITERS)
