@@ -123,7 +123,8 @@ def time_net(model, *, weights=None, iterations: int = 50, device: str = "cpu", 
     hooks on the layer's tops (start) and bottoms (end), which attributes autograd's work to layers
     approximately. As caffe.cpp, every layer is listed in prototxt order, data layers (forward: fetching their
     next batch) and Input layers included; on CPU the per-iteration and total times are whole milliseconds
-    (Caffe's CPU ``Timer::MilliSeconds``). Returns ``{"forward_ms", "backward_ms", "forward_backward_ms", "layers": {name: (fwd, bwd)}}``.
+    (Caffe's CPU ``Timer::MilliSeconds``). Returns ``{"forward_ms", "backward_ms", "forward_backward_ms",
+    "layers": {name: (fwd, bwd)}}``.
     """
     log = log if log is not None else CaffeLog()
     if iterations < 1:
