@@ -1,4 +1,4 @@
-"""Caffe's own example solvers (examples/mnist, examples/cifar10) laid out to train from LMDBs made of scikit-learn's digits.
+"""Caffe's own example solvers (examples/mnist, examples/cifar10) laid out to train from scikit-learn digits LMDBs.
 
 The solvers and nets are BVLC Caffe's, copied verbatim under ``compare/golden/examples/`` (BSD-2, LICENSE there).
 Their paths (``net: "examples/mnist/lenet_train_test.prototxt"``, ``source: "examples/mnist/mnist_train_lmdb"``,
