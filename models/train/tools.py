@@ -121,7 +121,10 @@ def time_net(model, *, weights=None, iterations: int = 50, device: str = "cpu", 
 
     Per-layer forward times come from module hooks around each layer; per-layer backward times from gradient
     hooks on the layer's tops (start) and bottoms (end), which attributes autograd's work to layers
-    approximately. Returns ``{"forward_ms", "backward_ms", "forward_backward_ms", "layers": {name: (fwd, bwd)}}``.
+    approximately. As caffe.cpp, every layer is listed in prototxt order, data layers (forward: fetching their
+    next batch) and Input layers included; on CPU the per-iteration and total times are whole milliseconds
+    (Caffe's CPU ``Timer::MilliSeconds``). Returns ``{"forward_ms", "backward_ms", "forward_backward_ms",
+    "layers": {name: (fwd, bwd)}}``.
     """
     log = log if log is not None else CaffeLog()
     if iterations < 1:
@@ -137,10 +140,17 @@ def time_net(model, *, weights=None, iterations: int = 50, device: str = "cpu", 
             net.close()
             raise
     from models.torch_builder import _key
+
+    def whole_ms(ms: float) -> float:
+        # Caffe's CPU Timer::MilliSeconds is boost's total_milliseconds(): whole ms; CUDA events are fractional
+        return float(int(ms)) if torch.device(device).type == "cpu" else ms
+
     try:
         layers = net.net.layers
-        fwd = {l.name: 0.0 for l in layers}
-        bwd = {l.name: 0.0 for l in layers}
+        # Caffe times every layer of the net, data and Input layers included, in prototxt order
+        names = [lp.name for lp in net.net.proto.layer]
+        fwd = {n: 0.0 for n in names}
+        bwd = {n: 0.0 for n in names}
         starts: dict = {}
         bstart: dict = {}
         handles = []
@@ -181,6 +191,13 @@ def time_net(model, *, weights=None, iterations: int = 50, device: str = "cpu", 
             for p in mod.blobs:  # a layer whose bottoms need no gradient ends its backward with its params'
                 if p.requires_grad:
                     handles.append(p.register_hook(lambda g, n=l.name: _end(n)))
+        for name, src in net.sources.items():  # a data layer's Forward: its next batch
+            def timed(fetch=src.next_batch, name=name):
+                t = _time.perf_counter()
+                out = fetch()
+                fwd[name] += (_time.perf_counter() - t) * 1e3
+                return out
+            src.next_batch = timed
         log("*** Benchmark begins ***", "caffe.cpp:384")
         log(f"Testing for {iterations} iterations.", "caffe.cpp:385")
         f_total = b_total = 0.0
@@ -196,21 +213,23 @@ def time_net(model, *, weights=None, iterations: int = 50, device: str = "cpu", 
             it2 = _time.perf_counter()
             f_total += (it1 - it0) * 1e3
             b_total += (it2 - it1) * 1e3
-            log(f"Iteration: {j + 1} forward-backward time: {fmt((it2 - it0) * 1e3)} ms.", "caffe.cpp:413")
-        total = (_time.perf_counter() - t0) * 1e3
+            log(f"Iteration: {j + 1} forward-backward time: {fmt(whole_ms((it2 - it0) * 1e3))} ms.",
+                "caffe.cpp:413")
+        elapsed = (_time.perf_counter() - t0) * 1e3
+        total = whole_ms(elapsed)
         for h in handles:
             h.remove()
         log("Average time per layer: ", "caffe.cpp:416")
-        for l in layers:
-            log(f"{l.name:>10}\tforward: {fmt(fwd[l.name] / iterations)} ms.", "caffe.cpp:419")
-            log(f"{l.name:>10}\tbackward: {fmt(bwd[l.name] / iterations)} ms.", "caffe.cpp:422")
+        for n in names:
+            log(f"{n:>10}\tforward: {fmt(fwd[n] / iterations)} ms.", "caffe.cpp:419")
+            log(f"{n:>10}\tbackward: {fmt(bwd[n] / iterations)} ms.", "caffe.cpp:422")
         log(f"Average Forward pass: {fmt(f_total / iterations)} ms.", "caffe.cpp:427")
         log(f"Average Backward pass: {fmt(b_total / iterations)} ms.", "caffe.cpp:429")
         log(f"Average Forward-Backward: {fmt(total / iterations)} ms.", "caffe.cpp:431")
         log(f"Total Time: {fmt(total)} ms.", "caffe.cpp:432")
         log("*** Benchmark ends ***", "caffe.cpp:433")
         return {"forward_ms": f_total / iterations, "backward_ms": b_total / iterations,
-                "forward_backward_ms": total / iterations,
+                "forward_backward_ms": elapsed / iterations,
                 "layers": {n: (fwd[n] / iterations, bwd[n] / iterations) for n in fwd}}
     finally:
         net.close()
