@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from import_reach import reached, reached_modules
 from replicate.experiments import beyond, dispatch, grid, trainedcv, unit_code
+from tests.import_reach import reached, reached_modules
 
 
 def files_of(kind: str) -> set[str]:
