@@ -3,7 +3,6 @@ plan or the CLI recomputes nothing; an edit to the protocol or to ``models`` rec
 module list holds every project module its unit functions reach (tests/import_reach.py)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
