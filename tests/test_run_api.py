@@ -56,7 +56,7 @@ def test_run_assembles_a_run_and_resume_keys_are_honest(synth_root, tmp_path, fa
     # a setting the old hand-picked keys ignored (Table 6's SVM kernel) now recomputes the stale folds
     assert rerun(dataclasses.replace(preset, table6_kernel="linear")) == preset.n_folds
     # so does changed code (package version + hash of the modules that compute the unit)
-    monkeypatch.setattr(ex.Runner, "code_hash", lambda self: "0.0.0+changed")
+    monkeypatch.setattr(ex.Runner, "code_hash", lambda self, kind: "0.0.0+changed")
     assert rerun(preset) == preset.n_folds
 
 

@@ -72,7 +72,7 @@ class _Steps:
     def __init__(self, runner):
         self.runner = runner
         self.state = runner.state
-        self.base = f"preset={runner.preset_hash()}|code={runner.code_hash()}"
+        self.base = f"preset={runner.preset_hash()}|code={runner.code_hash('beyond')}"
         self.ran: dict[str, str] = {}
 
     def run(self, name: str, digest: str, files: list[Path], compute) -> None:

@@ -7,9 +7,9 @@ before the softmax. Convolution/inception blobs (N, C, H, W) are pooled over x-y
 on the x - y coordinates of the image plane"), giving C values (Table 6's feature lengths). The paper does not say
 how it pooled: ``pooling="avg"`` (default, the mean) or ``"max"`` (the maximum), a setting in the cache key.
 
-Features are extracted once per (net, weights SHA1, patch store key, patch rows, input size, blob) and cached as
-``.npy`` under the run folder, then reused across SVM kernels, folds and repeats. Every requested blob of one net
-comes out of one forward pass.
+Features are extracted once per (net, weights SHA1, patch store key, patch rows, input size, blob, extraction code)
+and cached as ``.npy`` under the run folder, then reused across SVM kernels, folds and repeats. Every requested
+blob of one net comes out of one forward pass.
 """
 from __future__ import annotations
 
@@ -40,17 +40,23 @@ def rows_digest(rows: np.ndarray) -> str:
 
 
 class FeatureCache:
-    """``RUN/features/<key>.npy`` plus a JSON sidecar saying what the array is."""
+    """``RUN/features/<key>.npy`` plus a JSON sidecar saying what the array is.
 
-    def __init__(self, run_dir):
+    ``code``: the identity of the code that extracts the features (the runner passes
+    :func:`replicate.experiments.unit_code.code_id` of ``"extract"``), the last field of every key, so an edit to
+    that code re-extracts; None leaves it out of the key."""
+
+    def __init__(self, run_dir, code: str | None = None):
         self.dir = Path(run_dir) / "features"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.code = code
 
     def key(self, net_key: str, weights_id: str, store_key: str, rows: np.ndarray, size: int, blob: str,
             pooling: str = "avg") -> str:
         """The cache key; the default average pooling keeps the keys written before pooling was a setting."""
         k = f"{net_key}|{weights_id}|{store_key}|{rows_digest(rows)}|{size}|{blob}"
-        return k if pooling == "avg" else f"{k}|pool={pooling}"
+        k = k if pooling == "avg" else f"{k}|pool={pooling}"
+        return k if self.code is None else f"{k}|code={self.code}"
 
     def path(self, key: str) -> Path:
         return self.dir / f"{slug(key)}.npy"

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.errors import ConfigError, ReplicateError
+from replicate.experiments import unit_code
 from replicate.experiments.protocol import FoldResult, patient_folds, repeat_seed, summarise
 from replicate.experiments.runstate import RunState
 
@@ -426,7 +427,7 @@ class Runner:
         self.timings: dict[str, float] = {}
         from replicate.experiments.features import FeatureCache
 
-        self.cache = FeatureCache(run_dir)
+        self.cache = FeatureCache(run_dir, code=self.code_hash("extract"))
         first = stores[sorted(stores)[0]]
         self.patients = patients_table(first.index)
         for size, st in stores.items():
@@ -448,9 +449,6 @@ class Runner:
                                            self.p.max_score_patches_per_patient)
         return self._rows[size]
 
-    #: The modules whose code computes a unit (a fold of a cell): their source is hashed into every unit key.
-    UNIT_CODE = ("replicate.experiments", "replicate.cohort.preprocess", "models")
-
     def preset_hash(self) -> str:
         """SHA1 of every setting of the preset (all fields except ``why``, which is prose)."""
         import json
@@ -458,19 +456,21 @@ class Runner:
         d = {k: v for k, v in asdict(self.p).items() if k != "why"}
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=repr).encode()).hexdigest()[:12]
 
-    def code_hash(self) -> str:
-        """Package version + SHA1 of the source of :attr:`UNIT_CODE` (checkout or wheel)."""
-        from replicate.experiments.runstate import package_version, source_hash
+    def code_hash(self, kind: str) -> str:
+        """Package version + SHA1 of the source that computes a unit of ``kind`` (a key of
+        :data:`replicate.experiments.unit_code.UNIT_CODE`), read from the checkout or the wheel."""
+        return unit_code.code_id(kind)
 
-        return f"{package_version()}+{source_hash(self.UNIT_CODE)}"
-
-    def unit_key(self, cell: Cell, repeat: int, fold: int) -> str:
+    def unit_key(self, cell: Cell, repeat: int, fold: int, kind: str | None = None) -> str:
         """Everything a fold's result depends on: the cell, repeat and fold, the patch store's configuration key,
         the weights, the device, a hash of the whole preset and the code version (package version + a hash of
-        the modules that compute the unit). Any changed setting or code recomputes the unit on resume."""
+        the modules that compute this ``kind`` of unit; default the cell's,
+        :func:`replicate.experiments.unit_code.unit_kind`). Any changed setting, or an edit to that code,
+        recomputes the unit on resume; an edit elsewhere (report, plan, CLI) does not."""
         w = self.weights_dir if cell.approach != "scratch" and self.weights_dir is not None else RANDOM_INIT
+        kind = unit_code.unit_kind(cell.approach) if kind is None else kind
         return (f"{cell.id}|repeat={repeat}|fold={fold}|store={self.store(cell.patch_size).key}|w={w}|"
-                f"device={self.device.type}|preset={self.preset_hash()}|code={self.code_hash()}")
+                f"device={self.device.type}|preset={self.preset_hash()}|code={self.code_hash(kind)}")
 
     # -- one cell ---------------------------------------------------------------------------------
     def run_cell(self, cell: Cell, bar=None) -> list[FoldResult]:

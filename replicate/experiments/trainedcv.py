@@ -79,7 +79,8 @@ class TrainedCandidate:
         if d in self._grid:
             f = self._grid[d]
             return self.runner.unit_key(self.cell, f.repeat, f.fold), f
-        tail = self.runner.unit_key(self.cell, 0, 0).split("|", 3)[3]   # store=..|w=..|device=..|preset=..|code=..
+        # store=..|w=..|device=..|preset=..|code=..; this module builds the split's Fold, so its code is in the key
+        tail = self.runner.unit_key(self.cell, 0, 0, kind="split").split("|", 3)[3]
         n = int(d[:8], 16)
         fold = Fold(-1, n, n, tuple(map(str, train_ids)), tuple(map(str, score_ids)))
         return f"trainedcv|{self.cell.id}|split={d}|{tail}", fold
