@@ -3,7 +3,9 @@
 The paper trains "SVMs with different kernel functions" on extracted features and does not give C, gamma or the
 polynomial degree: we use scikit-learn's defaults (C=1, gamma="scale", degree=3, coef0=0) on standardised
 features (``StandardScaler``, fitted on the training patches of the fold only). The decision function is the patch
-score; a patient's score is the mean over its patches (replicate.experiments.protocol.patient_scores).
+score; a patient's score is the mean over its patches (replicate.experiments.protocol.patient_scores). The linear
+kernel's problem is libsvm's, solved by libsvm or, with more training rows than features, by an interior-point
+method (replicate.experiments.svm_linear; docs/svm_linear.md).
 """
 from __future__ import annotations
 
@@ -12,30 +14,50 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from replicate.experiments.svm_linear import LinearKernelSVC
+
 KERNELS = ("linear", "rbf", "poly")
 
 
 def make_svm(kernel: str = "poly", C: float = 1.0, degree: int = 3, gamma="scale", seed: int = 0,
              max_iter: int = -1) -> Pipeline:
-    """A scikit-learn estimator: standardise, then ``SVC(kernel)``. Score with ``decision_function``."""
+    """A scikit-learn estimator: standardise, then the SVM of ``kernel``. Score with ``decision_function``.
+
+    rbf and poly: libsvm's ``SVC(kernel)``. linear: :class:`replicate.experiments.svm_linear.LinearKernelSVC`,
+    the same problem as ``SVC(kernel="linear")``, solved by libsvm when the training matrix has at most as many
+    rows as features and by an interior-point method when it has more (the fixed rule
+    ``svm_linear.use_interior_point``; libsvm's SMO takes ~1,000 h at the per-patch 40,194 x 1000). Raises
+    ValueError for a kernel outside :data:`KERNELS`."""
     if kernel not in KERNELS:
         raise ValueError(f"SVM kernel {kernel!r}: expected one of {KERNELS} (paper Table 5)")
-    return Pipeline([
-        ("scale", StandardScaler()),
-        ("svc", SVC(kernel=kernel, C=C, degree=degree, gamma=gamma, random_state=seed, max_iter=max_iter)),
-    ])
+    if kernel == "linear":
+        svc = LinearKernelSVC(C=C, random_state=seed, max_iter=max_iter)
+    else:
+        svc = SVC(kernel=kernel, C=C, degree=degree, gamma=gamma, random_state=seed, max_iter=max_iter)
+    return Pipeline([("scale", StandardScaler()), ("svc", svc)])
 
 
 # --------------------------------------------------------------------------------------------- training unit
-#: What one SVM training sample is. Zhu et al. 2019 ("Model Evaluation": "Our patch-based approach treated each
-#: patch as a training sample in training phase") reads per patch, the default; but "Off-the-shelf deep features"
-#: adds that "SVM would not perform well when its feature length becomes larger than its training samples", which
-#: fits a per-patient reading (~243 training patients against 1000-d features) better than per patch (thousands).
-#: "patch" (default): one sample per patch; "patient": the mean feature vector of a patient's patches; "region":
-#: the mean over one lesion region (the paper's "lesion regions": one slice of one box), i.e. the patches of one
-#: (patient, box, slice) -- in training the centre patch and its 4 augmentations, in testing the 5 patches of one
-#: test slice (replicate.cohort.patches).
+#: What one SVM training sample is: "patch" (one sample per patch), "patient" (the mean feature vector of a
+#: patient's patches) or "region" (the mean over one lesion region, the paper's "lesion regions": one slice of one
+#: box, i.e. the patches of one (patient, box, slice) -- in training the centre patch and its 4 augmentations, in
+#: testing the 5 patches of one test slice; replicate.cohort.patches).
+#:
+#: The paper preset (and every preset) uses "patch" by default (``grid.Preset.svm_unit``; :data:`DEFAULT_UNIT_WHY`).
+#: The other reading: "Off-the-shelf deep features" says "SVM would not perform well when its feature length becomes
+#: larger than its training samples", which reads naturally as per patient (a fold trains on ~243 patients against
+#: 1000 FC features; per patch it has ~40,194 training rows). Both readings are run where affordable
+#: (``python -m replicate plan`` prints the cost of each; docs/svm_linear.md).
 TRAINING_UNITS = ("patch", "patient", "region")
+DEFAULT_UNIT = "patch"
+#: Why the default training unit is one patch (printed by ``plan`` and in docs/svm_linear.md).
+DEFAULT_UNIT_WHY = (
+    "the paper states it: 'Our patch-based approach treated each patch as a training sample in training phase' "
+    "(Model Evaluation). Its remark that an SVM suffers 'when its feature length becomes larger than its training "
+    "samples' is given as the reason to pool feature maps over x-y, and fits this reading as well: unpooled, every "
+    "Table 6 map at 224 x 224 is longer (40,768 for inception_5a/output to 802,816 for conv1/7x7_s2) than the "
+    "~40,194 training patches of a fold, pooled (64-1024) it is shorter; per patient (~243 training samples) "
+    "pooling would still leave 10 of Table 6's 12 lengths above the sample count")
 
 
 def unit_groups(index, rows, unit: str):
