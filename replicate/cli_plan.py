@@ -58,7 +58,31 @@ def main(args: argparse.Namespace) -> int:
                 f"{f[k]:.2e}" if k in f else "-" for k in ("train", "eval", "features", "svm"))
                 + f" | {human_seconds(n['seconds_estimate']) if device else 'n/a'} |")
     print(f"\n{plan['convention']}")
+    for line in svm_reading_lines(plan):
+        print(line)
     return 0
+
+
+def svm_reading_lines(plan: dict) -> list[str]:
+    """The SVM's training unit this plan uses and why, and the SVM fits' CPU time under each reading, per kernel
+    (``plan["svm_seconds_by_unit"]``, replicate.experiments.svm_cost); [] when the grid fits no SVM."""
+    from replicate.experiments.plan import human_seconds
+    from replicate.experiments.svm import DEFAULT_UNIT, DEFAULT_UNIT_WHY
+
+    by_unit = plan.get("svm_seconds_by_unit") or {}
+    if not by_unit:
+        return []
+    unit = plan["svm_unit"]
+    why = f" (the default: {DEFAULT_UNIT_WHY})" if unit == DEFAULT_UNIT else " (not the default)"
+    out = [f"\nSVM training unit: {unit}{why}.", "SVM fits on the CPU under each reading of the training unit "
+           "(linear kernel with more rows than features: the interior-point solver, replicate.experiments."
+           "svm_linear):", "", "| training unit | " + " | ".join(sorted(next(iter(by_unit.values())))) +
+           " | all |", "|---" * (len(next(iter(by_unit.values()))) + 2) + "|"]
+    for u, ks in by_unit.items():
+        mark = " (this plan)" if u == unit else ""
+        out.append(f"| {u}{mark} | " + " | ".join(human_seconds(ks[k]) for k in sorted(ks))
+                   + f" | {human_seconds(sum(ks.values()))} |")
+    return out
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ resumes). For each unit the plan counts:
 - **feature extraction** (Tables 5-6): once per (net, patch size) for the whole run, every selected patch through
   the ImageNet deploy net (``2 x MACC_deploy``; every blob comes out of the same pass), attributed to the first
   unit that needs it;
-- **SVM fits**: one per features unit on the fold's training patches, ``n x d`` features. Its FLOP are given as
+- **SVM fits**: one per features unit on the fold's training samples (``n`` rows x ``d`` features; the rows follow
+  the preset's ``svm_unit``: patches, patients or lesion regions, replicate.experiments.svm_cost; the other
+  readings' seconds are given beside, ``svm_seconds_by_unit``). Its FLOP are given as
   ``2 n^2 d`` (one pass over the Gram matrix; libsvm's SMO evaluates kernel columns on demand, so this is an order
   of magnitude, not a count); its seconds come from an empirical model ``t = a n^b (d / 1000)`` per kernel, fitted
-  by ``benchmarks/svm_fit.py`` (:data:`SVM_MODEL`), since SVM time is not FLOP-bound.
+  by ``benchmarks/svm_fit.py`` (:data:`SVM_MODEL`; the linear kernel with n > d: the interior-point solver's model,
+  ``svm_cost.INTERIOR_POINT_MODEL``), since SVM time is not FLOP-bound.
 
 Wall-time estimates: on this machine from a seconds-long microbenchmark of each trained net's train step (the
 achieved FLOP/s of forward + backward + the Caffe SGD update (the device path's fused form) at the device's batch; forward-only work is assumed
@@ -50,7 +53,8 @@ REFERENCE_GPUS = {"H200 bf16": 790e12, "GTX 1080 fp32": 8.87e12}
 #: ``benchmarks/svm_fit.py --sizes 500,1000,2000,4000 --json`` (standardise + SVC, d = 1000, weakly separable
 #: synthetic features, one fit each) on this project's 2-core machine under load (2026-11-30); README "SVM fit
 #: time". The linear kernel's time jumps once n > d (4000 rows: 538 s vs 3.3 s at 2000; libsvm's SMO on a
-#: non-separable problem), so its exponent (4.25) and extrapolation are the least certain.
+#: non-separable problem), so its exponent (4.25) and extrapolation are the least certain; the grid no longer fits
+#: libsvm there (n > d: replicate.experiments.svm_linear's interior-point solver), so this entry prices n <= d only.
 SVM_MODEL = {"poly": (1.71e-08, 2.49), "rbf": (7.62e-09, 2.59), "linear": (9.97e-14, 4.25)}
 
 PAPER_COHORT = {"n_patients": 270, "train_patches": 44660}   # "44660 (33.1 lesion regions x 5 x 270) patches"
@@ -176,8 +180,9 @@ class PlanUnit:
     eval_flop: float = 0.0
     feature_flop: float = 0.0
     svm_flop: float = 0.0
-    svm_seconds: float = 0.0      # empirical CPU model (SVM_MODEL)
+    svm_seconds: float = 0.0      # empirical CPU model (SVM_MODEL; the linear kernel's solver by svm_linear's rule)
     kernel: str | None = None
+    svm_seconds_by_unit: tuple = ()   # ((training unit, seconds), ...): every reading of the SVM's training sample
 
     @property
     def flop(self) -> float:
@@ -185,7 +190,13 @@ class PlanUnit:
 
 
 def svm_seconds(kernel: str, n: float, d: int) -> float:
-    """Empirical sklearn SVC fit seconds for an (n, d) matrix (:data:`SVM_MODEL`)."""
+    """Empirical CPU seconds of one ``make_svm(kernel)`` fit on an (n, d) matrix: libsvm's (:data:`SVM_MODEL`),
+    or for the linear kernel with n > d the interior-point solver's (replicate.experiments.svm_cost)."""
+    from replicate.experiments.svm_cost import interior_point_seconds
+    from replicate.experiments.svm_linear import use_interior_point
+
+    if kernel == "linear" and use_interior_point(n, d):
+        return interior_point_seconds(n, d)
     a, b = SVM_MODEL[kernel]
     return a * n ** b * (d / 1000.0)
 
@@ -303,6 +314,12 @@ def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> lis
         te_pp = min(te_pp, p.max_score_patches_per_patient)
     train_rows = n_train_pat * tr_pp
     score_rows = _score_rows(p, n_train_pat, n_test_pat, te_pp)
+    from replicate.cohort.patches import PatchConfig
+    from replicate.experiments.svm import TRAINING_UNITS
+    from replicate.experiments.svm_cost import svm_training_rows
+
+    regions_pp = min(tr_pp, cohort.train_per_patient / (1 + PatchConfig().n_aug))
+    svm_rows = {u: svm_training_rows(u, n_train_pat, tr_pp, regions_pp) for u in TRAINING_UNITS}
     all_rows = n * (tr_pp + te_pp)
     out: list[PlanUnit] = []
     extracted: set = set()
@@ -323,8 +340,10 @@ def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> lis
                         extracted.add(key)
                         kw["feature_flop"] = 2.0 * info.macc_deploy * all_rows
                     d = info.feature_dim.get(cell.blob, 1000)
-                    kw["svm_flop"] = 2.0 * train_rows ** 2 * d
-                    kw["svm_seconds"] = svm_seconds(cell.kernel, train_rows, d)
+                    kw["svm_flop"] = 2.0 * svm_rows[p.svm_unit] ** 2 * d
+                    kw["svm_seconds"] = svm_seconds(cell.kernel, svm_rows[p.svm_unit], d)
+                    kw["svm_seconds_by_unit"] = tuple((u, svm_seconds(cell.kernel, m, d))
+                                                      for u, m in svm_rows.items())
                     kw["kernel"] = cell.kernel
                 out.append(PlanUnit(cell.id, cell.approach, cell.network, folder, r, f, **kw))
                 if cell.id in controls:   # the negative control reruns the control cells on a null cohort
@@ -468,9 +487,13 @@ def make_plan(preset, cohort: CohortSize, device: str | None = "cpu", bench_seco
     net_flop = sum(u.train_flop + u.eval_flop + u.feature_flop for u in us)
     svm_s = sum(u.svm_seconds for u in us)
     by_kernel: dict = {}
+    by_unit: dict = {}
     for u in us:
         if u.kernel:
             by_kernel[u.kernel] = by_kernel.get(u.kernel, 0.0) + u.svm_seconds
+        for unit, sec in u.svm_seconds_by_unit:
+            by_unit.setdefault(unit, {}).setdefault(u.kernel, 0.0)
+            by_unit[unit][u.kernel] += sec
     import torch
 
     return {
@@ -487,6 +510,8 @@ def make_plan(preset, cohort: CohortSize, device: str | None = "cpu", bench_seco
                       for name, peak in REFERENCE_GPUS.items()},
         "approaches": approaches,
         "svm_seconds_by_kernel": by_kernel,
+        "svm_unit": preset.svm_unit,
+        "svm_seconds_by_unit": by_unit,    # the same fits under each reading of the SVM's training sample
         "benchmark": rates,
         "convention": "training 6 x MACC_train per sample (fwd 2 FLOP/MACC, bwd 2 x fwd); eval and features "
                       "2 x MACC_deploy per patch; SVM 2 n^2 d FLOP, seconds from an empirical CPU model",
