@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from compare.test_beyond import FILES, problems
@@ -59,6 +60,12 @@ def test_run_writes_the_beyond_files_and_section_and_resumes(synth_root, tmp_pat
     if rc.get("cell"):
         assert f"not* a test of the reported cell `{rc['cell']}`" in sec and rc["estimated_permutation_seconds"] >= 0
     assert (out / "figures" / "learning_curve.png").stat().st_size > 0
+    # both readings of the SVM's training unit, side by side, for every deep-feature cell
+    su = pd.read_csv(out / "results" / "svm_units.csv")
+    assert set(su["svm_unit"]) == {"patch", "patient"} and su.groupby("cell")["svm_unit"].nunique().eq(2).all()
+    assert (su.loc[su.svm_unit == "patient", "n_train_rows"].to_numpy()
+            < su.loc[su.svm_unit == "patch", "n_train_rows"].to_numpy()).all()
+    assert "The SVM's training unit, both readings" in sec
 
     # resume: every step read back, the section written once
     calls = []

@@ -14,7 +14,9 @@ unchanged is read back, not recomputed; the keys live in ``RUN/state`` like the 
 * ``results/baselines.csv`` -- hand-crafted (kinetic, texture, all) and confounder (box size, scanner) baselines
   (:mod:`replicate.experiments.baselines`, :mod:`replicate.cohort.handcrafted`);
 * ``results/learning_curve.csv`` + ``figures/learning_curve.png`` -- AUC against cohort size
-  (:mod:`replicate.experiments.learning_curve`).
+  (:mod:`replicate.experiments.learning_curve`);
+* ``results/svm_units.csv`` -- every deep-feature cell refitted with one SVM sample per patient beside the grid's
+  per-patch reading (:mod:`replicate.experiments.svm_units`).
 
 Scope (cheap, every preset with ``beyond=True``): everything above reuses the cached deep features and refits only
 SVMs / logistic regressions. The nested choice of the learning rate (Figure 2) and learning curves of *trained* nets
@@ -369,6 +371,10 @@ def run_beyond(runner, results: dict, flags: dict | None = None, synthetic: bool
               lambda: _paired(runner, results, flags, res_dir / "paired_tests.csv"))
     feats = patient_features(runner)
     fdig = _sha1(runner.patients, *[(k, v[2]) for k, v in feats.items()], *[v[0] for v in feats.values()])
+    from replicate.experiments import svm_units
+
+    steps.run("svm_units", _sha1(fdig, pred, p.svm_unit, p.n_boot), [res_dir / "svm_units.csv"],
+              lambda: svm_units.write_table(runner, results, res_dir / "svm_units.csv"))
     reported = reported_cell(results, headline_id(p), p.n_folds)
     steps.run("permutation", _sha1(fdig, reported.get("cell"), reported.get("test_auc")),
               [res_dir / "permutation.json"],
@@ -533,4 +539,7 @@ def section(run_dir: Path, why_not: list[str], ran: dict | None = None, seconds:
     L += ["", ("Learning curves of trained nets (retrained on every subset's folds): " + ", ".join(f"`{c}`" for c in tc)
                + "." if tc else "Learning curves of trained nets: not run (the paper preset or --beyond-trained "
                "runs them)."), "", "![Learning curve](figures/learning_curve.png)", ""]
+    from replicate.experiments.svm_units import section_lines
+
+    L += section_lines(r / "svm_units.csv")
     return "\n".join(L)
