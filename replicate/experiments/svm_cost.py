@@ -11,9 +11,9 @@ from __future__ import annotations
 
 #: Interior-point linear SVM CPU seconds ``a * n**b * (d / 1000)**2`` (an iteration is ``n d^2`` flop; the iteration
 #: count, 15-21 here, hardly depends on n): (a, b) fitted by ``benchmarks/svm_fit.py`` (d = 1000, one BLAS thread,
-#: the interior-point rows n = 2000, 4000, 40194 of its before/after table, 2026-12-04 on this project's 2-core
-#: machine under load). docs/svm_linear.md has the table.
-INTERIOR_POINT_MODEL = (1.2e-03, 1.0)
+#: CPU seconds of the interior-point rows n = 2000, 4000, 40194 of its before/after table: 1.13, 2.13, 26.5 s;
+#: 2026-12-04 on this project's 2-core machine). docs/svm_linear.md has the table.
+INTERIOR_POINT_MODEL = (3.4e-04, 1.06)
 
 
 def interior_point_seconds(n: float, d: int) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 #: The readings refitted beside the grid's own: only the cheap one (one fit per fold on ~243 rows).
@@ -21,33 +22,40 @@ SIDE_UNITS = ("patient",)
 COLUMNS = ["cell", "svm_unit", "grid", "test_auc", "ci_low", "ci_high", "n_train_rows", "n_folds"]
 
 
-def unit_results(runner, cell, unit: str, feats: dict) -> list:
-    """FoldResults of ``cell`` (a features cell) refitted with SVM training ``unit`` on every fold of the
-    runner's grid (same folds, patch rows and cached features ``feats``: ``runner.features(cell)``)."""
-    from replicate.experiments.grid import svm_fold
-    from replicate.experiments.svm import unit_groups
+def _fold_data(runner, cell):
+    """(store, [(fold, FoldData)]) of every fold of the runner's grid for ``cell``'s patch size."""
     from replicate.experiments.training import fold_data
 
     store = runner.store(cell.patch_size)
     rows = runner.rows(cell.patch_size)
-    out = []
-    for r in range(runner.p.n_repeats):
-        for fold in runner.folds[r]:
-            data = fold_data(store.index, fold, rows, runner.p.max_train_auc_patients)
-            res = svm_fold(cell, fold, data, feats, unit=unit, index=store.index)
-            res.extra["n_train_rows"] = len(set(unit_groups(store.index, data.train_rows, unit)))
-            out.append(res)
-    return out
+    return store, [(fold, fold_data(store.index, fold, rows, runner.p.max_train_auc_patients))
+                   for r in range(runner.p.n_repeats) for fold in runner.folds[r]]
 
 
-def _rows(cell_id: str, unit: str, grid: bool, results: list, p) -> dict:
+def train_rows(runner, cell, unit: str) -> float:
+    """Mean SVM training rows a fold of ``cell`` under training ``unit`` (patches, patients or regions)."""
+    from replicate.experiments.svm import unit_groups
+
+    store, folds = _fold_data(runner, cell)
+    return float(np.mean([len(set(unit_groups(store.index, d.train_rows, unit))) for _, d in folds]))
+
+
+def unit_results(runner, cell, unit: str, feats: dict) -> list:
+    """FoldResults of ``cell`` (a features cell) refitted with SVM training ``unit`` on every fold of the
+    runner's grid (same folds, patch rows and cached features ``feats``: ``runner.features(cell)``)."""
+    from replicate.experiments.grid import svm_fold
+
+    store, folds = _fold_data(runner, cell)
+    return [svm_fold(cell, fold, data, feats, unit=unit, index=store.index) for fold, data in folds]
+
+
+def _rows(runner, cell, unit: str, grid: bool, results: list) -> dict:
     from replicate.experiments.protocol import summarise
 
+    p = runner.p
     s = summarise(results, n_folds=p.n_folds, n_boot=p.n_boot, seed=p.seed)
-    n_train = [r.extra.get("n_train_rows", r.extra.get("n_train_patches")) for r in results]
-    return {"cell": cell_id, "svm_unit": unit, "grid": grid, "test_auc": s.test_auc, "ci_low": s.ci_low,
-            "ci_high": s.ci_high, "n_train_rows": float(pd.Series(n_train, dtype=float).mean()),
-            "n_folds": len(results)}
+    return {"cell": cell.id, "svm_unit": unit, "grid": grid, "test_auc": s.test_auc, "ci_low": s.ci_low,
+            "ci_high": s.ci_high, "n_train_rows": train_rows(runner, cell, unit), "n_folds": len(results)}
 
 
 def unit_table(runner, results: dict) -> pd.DataFrame:
@@ -62,14 +70,14 @@ def unit_table(runner, results: dict) -> pd.DataFrame:
     for c in grid.unique_cells(p):
         if c.approach != "features" or c.id not in results:
             continue
-        out.append(_rows(c.id, p.svm_unit, True, results[c.id], p))
+        out.append(_rows(runner, c, p.svm_unit, True, results[c.id]))
         key = (c.network, c.patch_size)
         for unit in SIDE_UNITS:
             if unit == p.svm_unit:
                 continue
             if key not in feats:
                 feats[key] = runner.features(c)
-            out.append(_rows(c.id, unit, False, unit_results(runner, c, unit, feats[key]), p))
+            out.append(_rows(runner, c, unit, False, unit_results(runner, c, unit, feats[key])))
     return pd.DataFrame(out, columns=COLUMNS)
 
 
