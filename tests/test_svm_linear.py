@@ -102,3 +102,32 @@ def test_bad_input_is_refused():
         InteriorPointLinearSVC(C=0).fit(x, y)
     with pytest.warns(ConvergenceWarning, match="duality gap"):
         InteriorPointLinearSVC(max_iter=2).fit(x, y)
+
+
+def test_plan_prices_each_reading_and_the_linear_kernel_by_its_solver():
+    from replicate.experiments.plan import SVM_MODEL, svm_seconds
+    from replicate.experiments.svm_cost import interior_point_seconds, svm_training_rows
+
+    assert svm_seconds("linear", 40194, 1000) == interior_point_seconds(40194, 1000) < 120
+    a, b = SVM_MODEL["linear"]
+    assert svm_seconds("linear", 243, 1000) == pytest.approx(a * 243 ** b)
+    assert svm_seconds("poly", 40194, 1000) == pytest.approx(SVM_MODEL["poly"][0] * 40194 ** SVM_MODEL["poly"][1])
+    assert [svm_training_rows(u, 243, 165.4, 33.1) for u in ("patch", "patient", "region")] == pytest.approx(
+        [243 * 165.4, 243, 243 * 33.1])
+    with pytest.raises(ValueError, match="training unit"):
+        svm_training_rows("slice", 243, 1, 1)
+
+
+def test_the_side_by_side_table_renders_both_readings(tmp_path):
+    import pandas as pd
+
+    from replicate.experiments.svm_units import COLUMNS, section_lines
+
+    rows = [["features/GoogleNet/patch=80/kernel=poly", "patch", True, 0.61, 0.5, 0.7, 4000.0, 10],
+            ["features/GoogleNet/patch=80/kernel=poly", "patient", False, 0.58, 0.46, 0.69, 108.0, 10]]
+    path = tmp_path / "svm_units.csv"
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    text = "\n".join(section_lines(path))
+    assert "| per patch (grid) | per patient |" in text
+    assert "| features/GoogleNet/patch=80/kernel=poly | 0.61 [0.50, 0.70] (4000) | 0.58 [0.46, 0.69] (108) |" in text
+    assert section_lines(tmp_path / "absent.csv") == []
