@@ -235,3 +235,29 @@ def test_solver_trajectory_matches_caffe(name):
         solver.iteration(batches)
         check_params(k)
         close(f"loss/iter{k}", solver.last_loss)
+
+
+# Other opsets than the default: the oldest written and the newest the installed onnx defines, on the small nets
+# (every edge__ net and CIFAR: each layer type's export at both ends of the range)
+OPSET_FIXTURES = [n for n in NET_FIXTURES if n.startswith("edge__") or "cifar" in n]
+
+
+@pytest.mark.skipif(not NET_FIXTURES, reason=NO_FIXTURES)
+@pytest.mark.parametrize("opset", ["min", "newest"])
+@pytest.mark.parametrize("name", OPSET_FIXTURES)
+def test_onnx_blobs_match_caffe_at_other_opsets(name, opset):
+    import onnx
+
+    from models.onnx_export import MIN_OPSET
+    op = MIN_OPSET if opset == "min" else onnx.defs.onnx_opset_version()
+    fx, net, module, inputs, masks = _prepared(name)
+    model = build_onnx(module, outputs=net.blobs + _inplace_names(fx, net), opset=op)
+    assert model.opset_import[0].version == op
+    sess = inference_session(model)
+    feeds = dict(inputs)
+    feeds.update({f"{k}/mask": v for k, v in masks.items()})
+    names = [o.name for o in sess.get_outputs()]
+    res = sess.run(names, {i.name: feeds[i.name] for i in sess.get_inputs()})
+    outs = {(n_[:-len("/output")] if n_.endswith("/output") and n_[:-7] in net.inputs else n_): r
+            for n_, r in zip(names, res)}
+    assert _check_blobs(fx, net, outs) > 0

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from models.onnx_export import DEFAULT_OPSET
-
-
-#: the oldest opset the exporter targets (Pad and ReduceSum take their parameters as inputs from 13)
-MIN_OPSET = 13
+from models.onnx_export import DEFAULT_OPSET, MIN_OPSET  # noqa: F401  (MIN_OPSET: re-exported)
 
 
 def add_arguments(p) -> None:
@@ -21,7 +17,9 @@ def add_arguments(p) -> None:
     p.add_argument("--weights", help="a .caffemodel (default: Caffe's fillers, seeded by --seed)")
     p.add_argument("--onnx", required=True, help="output .onnx")
     p.add_argument("--expose-blobs", action="store_true", help="every Caffe blob as a named graph output")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, {MIN_OPSET} to the newest the installed onnx defines (default {DEFAULT_OPSET}); "
+                        "a layer whose export needs a newer one is named")
     p.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true",

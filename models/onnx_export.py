@@ -9,7 +9,11 @@ Naming: the final value of a blob (what Caffe's ``net.blobs`` shows after the fo
 name; an earlier value of a blob overwritten in place is named ``BLOB@LAYER`` after the layer that wrote it.
 Parameters are initializers named ``LAYER[i]`` (Caffe blob order). Helper values are ``LAYER/what``.
 An input exposed as an output (``--expose-blobs``) is copied to ``BLOB/output`` (ONNX forbids a graph input
-that is also a graph output). The batch axis of every input is symbolic (``N``). Default opset: :data:`DEFAULT_OPSET`.
+that is also a graph output). The batch axis of every input is symbolic (``N``). Default opset: :data:`DEFAULT_OPSET`;
+any opset from :data:`MIN_OPSET` to the newest the installed onnx defines can be asked for: the operators whose
+form changed (Softmax's axis semantics and Unsqueeze/Split/Reduce* attributes becoming inputs at 13 and 18,
+GreaterOrEqual at 12) are written for the opset asked, and a converter that cannot go lower declares its
+``min_opset`` (SoftmaxWithLoss: 12, NegativeLogLikelihoodLoss), refused with the layer's name.
 TRAIN-phase graphs take each Dropout layer's 0/1 mask as an extra input ``LAYER/mask``.
 """
 from __future__ import annotations
@@ -23,10 +27,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.atomic import atomic_path
-from models.errors import InputError
+from models.errors import InputError, NetDefinitionError
 from models.layers import registry
 
 DEFAULT_OPSET = 17
+#: the oldest opset written (Pad takes its pads as an input from 11; older runtimes are out of reach)
+MIN_OPSET = 11
 
 
 class OnnxGraph:
@@ -88,6 +94,51 @@ class OnnxGraph:
             self.node(op, [x, self.const_i64(f"{name}/axes", list(axes))], [out], name, keepdims=keepdims)
         else:
             self.node(op, [x], [out], name, axes=list(axes), keepdims=keepdims)
+
+    def unsqueeze(self, x: str, out: str, name: str, axes) -> None:
+        """Unsqueeze: ``axes`` as an input from opset 13, an attribute before."""
+        if self.opset >= 13:
+            self.node("Unsqueeze", [x, self.const_i64(f"{name}/axes", list(axes))], [out], name)
+        else:
+            self.node("Unsqueeze", [x], [out], name, axes=list(axes))
+
+    def split(self, x: str, outs: list, name: str, sizes, axis: int) -> None:
+        """Split into ``sizes`` along ``axis``: the sizes as an input from opset 13, an attribute before."""
+        if self.opset >= 13:
+            self.node("Split", [x, self.const_i64(f"{name}/sizes", list(sizes))], outs, name, axis=axis)
+        else:
+            self.node("Split", [x], outs, name, axis=axis, split=list(sizes))
+
+    def softmax(self, x: str, out: str, name: str, axis: int) -> None:
+        """Softmax along one axis, as Caffe's softmax_layer.cpp (max subtracted). From opset 13 ONNX's Softmax is
+        per axis; before, it normalised over all axes from ``axis`` on, so it is composed: Exp(x - max) / sum."""
+        if self.opset >= 13:
+            self.node("Softmax", [x], [out], name, axis=axis)
+            return
+        mx, sh, ex, sm = (self.tmp(f"{name}/{w}") for w in ("max", "shifted", "exp", "sum"))
+        self.reduce("ReduceMax", x, mx, f"{name}/max", [axis], keepdims=1)
+        self.node("Sub", [x, mx], [sh], f"{name}/shift")
+        self.node("Exp", [sh], [ex], f"{name}/exp")
+        self.reduce("ReduceSum", ex, sm, f"{name}/sum", [axis], keepdims=1)
+        self.node("Div", [ex, sm], [out], name)
+
+    def greater_or_equal(self, a: str, b: str, out: str, name: str) -> None:
+        """a >= b (bool): GreaterOrEqual from opset 12, Not(Less) before."""
+        if self.opset >= 12:
+            self.node("GreaterOrEqual", [a, b], [out], name)
+        else:
+            lt = self.tmp(f"{name}/lt")
+            self.node("Less", [a, b], [lt], f"{name}/lt")
+            self.node("Not", [lt], [out], name)
+
+    def less_or_equal(self, a: str, b: str, out: str, name: str) -> None:
+        """a <= b (bool): LessOrEqual from opset 12, Not(Greater) before."""
+        if self.opset >= 12:
+            self.node("LessOrEqual", [a, b], [out], name)
+        else:
+            gt = self.tmp(f"{name}/gt")
+            self.node("Greater", [a, b], [gt], f"{name}/gt")
+            self.node("Not", [gt], [out], name)
 
     def pad(self, layer: str, x: str, begins, ends, value: float) -> str:
         """Pad (negative: crop) the last two axes of ``x``: ``begins``/``ends`` are (h, w)."""
@@ -189,6 +240,9 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
     (e.g. a MemoryData label) that none of them reads is not a graph input. Node names are Caffe layer names
     (helper nodes ``LAYER/what``); ``onnx.checker.check_model(full_check=True)`` has passed on the result.
     """
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= int(opset) <= newest:
+        raise InputError(f"opset {opset}: the exporter writes opsets {MIN_OPSET}..{newest} (default {DEFAULT_OPSET})")
     net, params = _params_of(source, params)
     g = OnnxGraph(opset)
     for name, shape in net.inputs.items():
@@ -203,6 +257,9 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
     seen: dict[str, int] = {}
     for layer in net.layers:
         conv = registry.get(layer)
+        if opset < conv.min_opset:
+            raise NetDefinitionError(f"layer '{layer.name}' ({layer.type}): its ONNX export needs opset "
+                                     f"{conv.min_opset} or newer ({conv.min_opset_why}); asked for opset {opset}")
         bottoms = [current[b] for b in layer.bottoms]
         tops = []
         for t in layer.tops:

@@ -147,3 +147,27 @@ def test_convert_cli_with_weights(tmp_path):
     with torch.no_grad():
         want = m(torch.from_numpy(x))
     np.testing.assert_allclose(got["prob"], want["prob"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_opset_range_and_a_converters_floor_are_refused_by_name(monkeypatch):
+    import onnx
+
+    from models.layers import registry
+    from models.onnx_export import MIN_OPSET, build_onnx
+    net = models.load_net(
+        'input: "data" input_shape { dim: 1 dim: 3 dim: 2 dim: 2 }\n'
+        'layer { name: "prob" type: "Softmax" bottom: "data" top: "prob" }\n')
+    with pytest.raises(models.InputError, match=f"opset {MIN_OPSET - 1}: the exporter writes opsets {MIN_OPSET}"):
+        build_onnx(net, opset=MIN_OPSET - 1)
+    with pytest.raises(models.InputError, match="exporter writes opsets"):
+        build_onnx(net, opset=onnx.defs.onnx_opset_version() + 1)
+    conv = registry.get(net.layers[0])
+    monkeypatch.setattr(conv, "min_opset", 15, raising=False)
+    monkeypatch.setattr(conv, "min_opset_why", "a test floor", raising=False)
+    with pytest.raises(models.NetDefinitionError, match=r"layer 'prob' \(Softmax\).*needs opset 15.*a test floor"):
+        build_onnx(net, opset=13)
+    monkeypatch.undo()
+    # opset 11's Softmax (normalising over every axis from `axis` on) is not Caffe's: it is composed instead
+    ops = [n.op_type for n in build_onnx(net, opset=11).graph.node]
+    assert "Softmax" not in ops and {"ReduceMax", "Exp", "ReduceSum", "Div"} <= set(ops)
+    assert "Softmax" in [n.op_type for n in build_onnx(net, opset=13).graph.node]

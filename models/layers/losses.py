@@ -31,7 +31,7 @@ class SoftmaxConverter(Converter):
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         axis = layer.spec.axis
-        g.node("Softmax", bottoms[:1], tops[:1], layer.name, axis=axis)
+        g.softmax(bottoms[0], tops[0], layer.name, axis)
 
 
 def _normalization(layer) -> str:
@@ -98,6 +98,34 @@ def _loss_params(layer):
     return axis, _normalization(layer), ignore
 
 
+def _nll(g, name: str, logp: str, lab: str, ignore) -> str:
+    """-log p[label] per position (0 where label == ignore): NegativeLogLikelihoodLoss from opset 12; before it,
+    GatherElements of the label's log-probability (opset 11), summed over the size-1 class axis, negated."""
+    nll = g.tmp(f"{name}/nll")
+    if g.opset >= 12:
+        attrs = {"reduction": "none"}
+        if ignore is not None:
+            attrs["ignore_index"] = ignore
+        g.node("NegativeLogLikelihoodLoss", [logp, lab], [nll], f"{name}/nll", **attrs)
+        return nll
+    safe = lab
+    if ignore is not None:
+        safe = g.tmp(f"{name}/nll_label")
+        g.node("Where", [g.equal(name, lab, ignore), g.const_i64(f"{name}/nll_zero", 0), lab], [safe],
+               f"{name}/nll_label")
+    idx, picked, summed = (g.tmp(f"{name}/{w}") for w in ("nll_index", "nll_pick", "nll_logp"))
+    g.unsqueeze(safe, idx, f"{name}/nll_index", [1])
+    g.node("GatherElements", [logp, idx], [picked], f"{name}/nll_pick", axis=1)
+    g.reduce("ReduceSum", picked, summed, f"{name}/nll_logp", [1], keepdims=0)
+    if ignore is None:
+        g.node("Neg", [summed], [nll], f"{name}/nll")
+        return nll
+    neg = g.tmp(f"{name}/nll_all")
+    g.node("Neg", [summed], [neg], f"{name}/nll_all")
+    g.node("Where", [g.equal(name, lab, ignore), g.scalar(0.0), neg], [nll], f"{name}/nll")
+    return nll
+
+
 @register("SoftmaxWithLoss")
 class SoftmaxWithLossConverter(Converter):
     def build(self, layer, phase):
@@ -110,17 +138,13 @@ class SoftmaxWithLossConverter(Converter):
         if axis != 1:
             raise NetDefinitionError(f"layer '{name}': ONNX export of SoftmaxWithLoss supports axis 1 only")
         prob = tops[1] if len(tops) > 1 else g.tmp(f"{name}/prob")
-        g.node("Softmax", bottoms[:1], [prob], f"{name}/softmax", axis=1)
+        g.softmax(bottoms[0], prob, f"{name}/softmax", 1)
         clamped = g.tmp(f"{name}/clamped")
         g.node("Max", [prob, g.scalar(FLT_MIN)], [clamped], f"{name}/clamp")
         logp = g.tmp(f"{name}/logp")
         g.node("Log", [clamped], [logp], f"{name}/log")
         lab = g.label_int(name, bottoms[1], [0] + list(shape[2:]))
-        nll = g.tmp(f"{name}/nll")
-        attrs = {"reduction": "none"}
-        if ignore is not None:
-            attrs["ignore_index"] = ignore
-        g.node("NegativeLogLikelihoodLoss", [logp, lab], [nll], f"{name}/nll", **attrs)
+        nll = _nll(g, name, logp, lab, ignore)
         total = g.tmp(f"{name}/sum")
         if norm == "NONE" or (norm == "VALID" and ignore is not None):
             g.node("ReduceSum", [nll], [total if norm != "NONE" else tops[0]], f"{name}/sum" if norm != "NONE"
@@ -200,17 +224,17 @@ class AccuracyConverter(Converter):
             g.node("Where", [valid, lab, g.const_i64(f"{name}/zero", 0)], [safe], f"{name}/safe_label")
             lab = safe
         idx = g.tmp(f"{name}/index")
-        g.node("Unsqueeze", [lab, g.const_i64(f"{name}/axis1", [1])], [idx], f"{name}/index")
+        g.unsqueeze(lab, idx, f"{name}/index", [1])
         true = g.tmp(f"{name}/true_score")
         g.node("GatherElements", [bottoms[0], idx], [true], f"{name}/true_score", axis=1)
         ge = g.tmp(f"{name}/ge")
-        g.node("GreaterOrEqual", [bottoms[0], true], [ge], f"{name}/ge")
+        g.greater_or_equal(bottoms[0], true, ge, f"{name}/ge")
         gef = g.tmp(f"{name}/ge_f")
         g.node("Cast", [ge], [gef], f"{name}/ge_cast", to=1)
         n_ge = g.tmp(f"{name}/n_ge")
         g.reduce("ReduceSum", gef, n_ge, f"{name}/n_ge", [1], keepdims=0)
         ok = g.tmp(f"{name}/correct")
-        g.node("LessOrEqual", [n_ge, g.scalar(float(top_k))], [ok], f"{name}/correct")
+        g.less_or_equal(n_ge, g.scalar(float(top_k)), ok, f"{name}/correct")
         okf = g.tmp(f"{name}/correct_f")
         g.node("Cast", [ok], [okf], f"{name}/correct_cast", to=1)
         if ignore is None:

@@ -135,7 +135,7 @@ class _ScaleBiasConverter(Converter):
             if trail:
                 factor = g.tmp(f"{name}/factor")
                 axes = list(range(len(shape), len(shape) + trail))
-                g.node("Unsqueeze", [bottoms[1], g.const_i64(f"{name}/axes", axes)], [factor], f"{name}/unsqueeze")
+                g.unsqueeze(bottoms[1], factor, f"{name}/unsqueeze", axes)
             params = blobs
         else:
             factor = g.param(name, 0, blobs[0].reshape(*shape, *([1] * trail)))

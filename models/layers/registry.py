@@ -57,6 +57,9 @@ class Converter:
     type: str = ""
     #: param blobs that are running statistics rather than trained weights (BatchNorm): never updated by SGD
     frozen_blobs: tuple[int, ...] = ()
+    #: the oldest ONNX opset :meth:`export` can write, and why (the operator that needs it)
+    min_opset: int = 11
+    min_opset_why: str = "the exporter's floor: Pad with its pads as an input"
 
     def build(self, layer, phase: str) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError

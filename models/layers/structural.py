@@ -42,7 +42,7 @@ class SliceConverter(Converter):
 
     def export(self, layer, g, bottoms, tops, blobs, phase):
         axis, sizes = _slice_sizes(layer)
-        g.node("Split", [bottoms[0], g.const_i64(f"{layer.name}/sizes", sizes)], tops, layer.name, axis=axis)
+        g.split(bottoms[0], tops, layer.name, sizes, axis)
 
 
 @register("Split")
