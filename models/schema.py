@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -39,10 +40,11 @@ def cache_dir() -> Path:
 def _compile_descriptor_set(proto: Path, out: Path) -> None:
     """Run protoc (grpc_tools' bundled copy, else ``protoc`` on PATH) to write a descriptor set."""
     args = [f"-I{proto.parent}", f"--descriptor_set_out={out}", proto.name]
-    try:
-        from grpc_tools import protoc  # noqa: F401
+    # Probe, do not import: grpc_tools' in-process libprotobuf makes a later `import caffe` (real pycaffe, whose
+    # _caffe.so carries its own libprotobuf) abort on a mutex assertion; protoc runs in a subprocess anyway.
+    if importlib.util.find_spec("grpc_tools") is not None:
         cmd = [sys.executable, "-m", "grpc_tools.protoc", *args]
-    except ImportError:
+    else:
         exe = shutil.which("protoc")
         if exe is None:
             raise RuntimeError(
