@@ -751,6 +751,14 @@ def accuracy(layer, bottoms):
     return tops, [], LossSpec(axis, _copy(layer.accuracy_param))
 
 
+@shape_function("Python")
+def python(layer, bottoms):
+    """python_layer.hpp: the user's layer's own ``setup`` + ``reshape`` give the tops (models/layers/python_layer.py;
+    imported here, not at the top, so that only nets with a Python layer import the user's module and torch)."""
+    from .layers.python_layer import python_shapes
+    return python_shapes(layer, bottoms)
+
+
 def _copy(msg):
     out = type(msg)()
     out.CopyFrom(msg)

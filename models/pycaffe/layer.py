@@ -4,8 +4,8 @@ python_layer.hpp ``PythonLayer``).
 A ``type: "Python"`` layer names a module and a subclass of :class:`Layer`; Caffe constructs it with the
 ``LayerParameter``, sets ``param_str`` (``python_param.param_str``) and ``phase`` (0 TRAIN, 1 TEST) on it, then calls
 ``setup(bottom, top)`` once and ``reshape``/``forward``/``backward`` as the net runs. ``bottom`` and ``top`` are lists
-of :class:`models.pycaffe.blob.Blob`. Nets here do not run Python layers yet; the class has pycaffe's signatures
-so that layer modules import and can be unit-tested.
+of :class:`models.pycaffe.blob.Blob`. Nets run them inside the torch graph (models/layers/python_layer.py), for
+inference, and for training where the subclass gives a :meth:`backward`.
 """
 from __future__ import annotations
 
