@@ -124,21 +124,19 @@ class OnnxGraph:
 
     def greater_or_equal(self, a: str, b: str, out: str, name: str) -> None:
         """a >= b (bool): GreaterOrEqual from opset 12, Not(Less) before."""
-        if self.opset >= 12:
-            self.node("GreaterOrEqual", [a, b], [out], name)
-        else:
-            lt = self.tmp(f"{name}/lt")
-            self.node("Less", [a, b], [lt], f"{name}/lt")
-            self.node("Not", [lt], [out], name)
+        self._inclusive("GreaterOrEqual", "Less", a, b, out, name)
 
     def less_or_equal(self, a: str, b: str, out: str, name: str) -> None:
         """a <= b (bool): LessOrEqual from opset 12, Not(Greater) before."""
+        self._inclusive("LessOrEqual", "Greater", a, b, out, name)
+
+    def _inclusive(self, op: str, strict_opposite: str, a: str, b: str, out: str, name: str) -> None:
         if self.opset >= 12:
-            self.node("LessOrEqual", [a, b], [out], name)
-        else:
-            gt = self.tmp(f"{name}/gt")
-            self.node("Greater", [a, b], [gt], f"{name}/gt")
-            self.node("Not", [gt], [out], name)
+            self.node(op, [a, b], [out], name)
+            return
+        opp = self.tmp(f"{name}/not")
+        self.node(strict_opposite, [a, b], [opp], f"{name}/not")
+        self.node("Not", [opp], [out], name)
 
     def pad(self, layer: str, x: str, begins, ends, value: float) -> str:
         """Pad (negative: crop) the last two axes of ``x``: ``begins``/``ends`` are (h, w)."""
