@@ -205,14 +205,22 @@ def comparison_markdown(cmp: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> st
     if k["n_comparable"] == 0:
         L += ["**No cell of this run is comparable with the paper** (reasons per cell below); the verdicts are "
               "shown for information only.", ""]
+    # a reason every cell shares is stated once (the run's gate, no weights): each row keeps only its own extra ones
+    reasons = [[w for w in str(r.why_not_comparable).split("; ") if w] if not r.comparable else []
+               for _, r in cmp.iterrows()]
+    shared = [w for w in reasons[0] if all(w in rs for rs in reasons)] if len(cmp) and all(reasons) else []
+    if shared:
+        L += ["Not comparable, for every cell: " + "; ".join(shared) + ".", ""]
     L += ["| table | cell | ours [95% CI] | paper [95% CI] | diff [95% CI] | verdict | above chance | comparable |",
           "|---|---|---|---|---|---|---|---|"]
-    for _, r in cmp.iterrows():
+    for (_, r), rs in zip(cmp.iterrows(), reasons):
+        own = "; ".join(w for w in rs if w not in shared)
+        comparable = "yes" if r.comparable else "no" + (f": {own}" if own else " (reasons above)")
         pci = f"[{_f(r.paper_ci_low)}, {_f(r.paper_ci_high)}]" if not pd.isna(r.paper_ci_low) else "(HM SE)"
         L.append(f"| {r.table} | {r.cell} | {_f(r.ours_test_auc)} [{_f(r.ours_ci_low)}, {_f(r.ours_ci_high)}] | "
                  f"{_f(r.paper_test_auc)} {pci} | {_f(r['diff'], 3)} [{_f(r.diff_ci_low, 3)}, "
                  f"{_f(r.diff_ci_high, 3)}] | {r.verdict} | {r.above_chance if not pd.isna(r.above_chance) else '—'}"
-                 f" | {'yes' if r.comparable else 'no: ' + r.why_not_comparable} |")
+                 f" | {comparable} |")
     return "\n".join(L)
 
 

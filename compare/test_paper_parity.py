@@ -184,7 +184,20 @@ def test_controls(run_dir, provenance, comparison_table):
     if not path.exists():
         pytest.skip(f"no controls in this run (preset {provenance.get('preset')!r} has none or the data are real)")
     c = json.loads(path.read_text())
+    # the required routes come from the run's own rule (results/control_rule.json, written before the grid ran)
+    from replicate.experiments.controls import ALPHA, holm_adjust
+
+    rule_path = run_dir / "results" / "control_rule.json"
+    rule = json.loads(rule_path.read_text()) if rule_path.exists() else c.get("rule", {})
+    required = list(rule.get("positive_required", c.get("required", [])))
+    assert required, "controls.json: no required route for the positive control"
+    rows = {r["cell"]: r for r in c["positive"]["rows"]}
+    missing = [r for r in required if r not in rows]
+    assert not missing, f"positive control: required route(s) not checked: {', '.join(missing)}"
+    adj = holm_adjust([rows[r]["p"] for r in required])   # Holm across the required routes, recomputed here
+    assert [bool(a < ALPHA) for a in adj] == [bool(rows[r]["found"]) for r in required], "Holm verdicts differ"
     assert c["positive"]["passed"], f"positive control: {c['positive']['why']}"
+    assert {r["cell"] for r in c["negative"]["rows"]} >= set(rule.get("negative", [])), "negative: a route missing"
     assert c["negative"]["passed"], f"negative control: {c['negative']['why']}"
 
 

@@ -43,6 +43,9 @@ def main(args: argparse.Namespace) -> int:
         from replicate.experiments.training import resolve_device
 
         device = resolve_device(args.device).type
+        from replicate.experiments.grid import for_device
+
+        preset = for_device(preset, device)   # the preset a run on that device uses (quick on CUDA: paper epochs)
     plan = make_plan(preset, cohort, device=device, bench_seconds=args.bench_seconds,
                      beyond_trained=True if args.beyond_trained else None)
     if args.json:

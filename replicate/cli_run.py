@@ -70,6 +70,9 @@ def config_from_args(args: argparse.Namespace):
 def main(args: argparse.Namespace) -> int:
     from replicate.experiments.pipeline import run
 
+    from replicate.experiments.summary import summary_text
+
     result = run(config_from_args(args))
+    print(summary_text(result.run_dir))
     print(f"done in {result.seconds:.0f} s: {result.report}")
     return 0

@@ -71,3 +71,46 @@ def test_training_diagnostic_tells_a_net_that_fit_only_the_class_prior():
     learnt = training_diagnostic([fold([0.68, h - 2 * PRIOR_MARGIN], 0.9)] * 3, q)
     assert not learnt["prior_only"] and learnt["train_auc"] == pytest.approx(0.9)
     assert training_diagnostic([SimpleNamespace(extra={}, train_auc=0.5)], q) is None   # deep features: no curves
+
+
+def test_the_budget_rule_requires_a_trained_net_only_with_its_share_of_the_papers_steps():
+    """The rule is fixed by the budget: deep features and the kinetic baseline always; the scratch net only with
+    at least MIN_STEP_SHARE of the paper's SGD steps (CPU quick: ~170 of 50,243; CUDA quick: ~4,000)."""
+    from replicate.experiments.grid import PRESETS
+
+    spec = PRESETS["quick"].controls
+    cifar = spec["trained"][0]
+    kinetic = controls.handcrafted_route("kinetic", "logistic")
+    cpu = controls.required_routes(spec, {cifar: 168}, {cifar: 50243})
+    assert cpu["positive_required"] == spec["required"] + [kinetic]
+    assert cpu["positive_reported"] == [cifar] and set(cpu["negative"]) == {*spec["required"], kinetic, cifar}
+    assert cpu["trained"][cifar]["why"].startswith("not required: 168 SGD steps a fold against the paper's ~50243")
+    cuda = controls.required_routes(spec, {cifar: 4080}, {cifar: 50243}, device="cuda")
+    assert cuda["positive_required"][-1] == cifar and not cuda["positive_reported"]
+    edge = controls.MIN_STEP_SHARE * 50243
+    assert cifar in controls.required_routes(spec, {cifar: edge}, {cifar: 50243})["positive_required"]
+    with pytest.raises(ValueError, match="no SGD step count"):
+        controls.required_routes(spec, {}, {})
+
+
+def test_holm_runs_across_the_required_routes_only():
+    cells = {"deep": (0.66, (0.53, 0.78)), "kinetic": (0.70, (0.59, 0.81)), "scratch": (0.51, (0.38, 0.62))}
+    rows = controls.check_routes(cells, ["deep", "kinetic"])
+    assert [r["cell"] for r in rows] == ["deep", "kinetic", "scratch"]
+    assert [r["required"] for r in rows] == [True, True, False]
+    p = [controls.above_chance_p(*cells[c]) for c in ("deep", "kinetic")]
+    np.testing.assert_allclose([rows[0]["p_holm"], rows[1]["p_holm"]], controls.holm_adjust(p))
+    assert rows[2]["p_holm"] == pytest.approx(controls.above_chance_p(*cells["scratch"]))  # alone, reported
+    assert controls.positive_control_passes(rows, ["deep", "kinetic"], [])[0]
+    assert not controls.negative_control_passes(controls.check_routes(cells, list(cells)))[0]
+
+
+def test_quick_on_cuda_gets_the_papers_scratch_schedule_on_every_patch():
+    from replicate.experiments.grid import PRESETS, for_device
+
+    q = PRESETS["quick"]
+    assert for_device(q, "cpu") == q
+    g = for_device(q, "cuda")
+    assert (g.scratch_epochs, g.step_epochs, g.scratch_patch_caps) == (40, 5, False)
+    assert not any(d.startswith(("scratch_epochs", "step_epochs")) for d in g.differences())
+    assert for_device(PRESETS["paper"], "cuda") == PRESETS["paper"]

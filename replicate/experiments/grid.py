@@ -99,6 +99,8 @@ class Preset:
     pooling: str = "avg"                  # x-y pooling of spatial feature maps: avg | max (features.pool_xy)
     cell_prefixes: tuple = ()             # () = every cell; else only cells whose id starts with one of these
     controls: dict = field(default_factory=dict)  # {} = none; else positive/negative control cells (quick)
+    scratch_patch_caps: bool = True       # False: scratch cells train on and score every patch (no max_*_patches)
+    device_overrides: dict = field(default_factory=dict)   # device type -> settings for a run on it (for_device)
     # "Beyond the paper" (replicate.experiments.beyond; issue 12): cheap analyses on cached features after the grid
     beyond: bool = True                   # run them and write the report's "Beyond the paper" section
     n_perm: int = 99                      # permutations of the whole-pipeline permutation test (>= 99)
@@ -121,6 +123,15 @@ class Preset:
                 was = "the net files' value" if pv is None else repr(pv)
                 out.append(f"{k}: {v!r} (paper preset: {was}){reason}")
         return out
+
+
+def for_device(p: "Preset", device_type: str) -> "Preset":
+    """The preset a run on ``device_type`` (``"cpu"`` | ``"cuda"``) uses: ``p`` with ``p.device_overrides[device_type]``
+    applied (quick on CUDA: its scratch control net gets the paper's 40 epochs on every patch). Decided from the device
+    before the grid runs; every overridden setting is then listed by :meth:`Preset.differences` as usual."""
+    from dataclasses import replace
+
+    return replace(p, **p.device_overrides.get(str(device_type), {}))
 
 
 #: The readings of the paper this preset chose (provenance and the report's deviations section).
@@ -149,21 +160,23 @@ PRESETS = {
 _QUICK_WHY = ("the quick preset trains and probes for real on a synthetic cohort sized for the controls' power "
               "(replicate.experiments.power) within 30 minutes on 2 CPU cores; it shows the harness finds a planted "
               "effect, not the paper's numbers")
-#: quick: the cells that make the controls meaningful and fit the time. The positive control needs the deep-features
-#: + SVM cell (Table 5, GoogLeNet patch 80 poly) and at least one from-scratch net: CIFAR, the cheapest Table 3 net,
-#: 8 epochs (GoogleNet_R costs ~10x per iteration on CPU, measured on a 15-patient cohort; GoogLeNet/VGG16 at 224 are
-#: not trained on CPU). Chosen by cost before any quick run, never by outcome. Measured since (issue 10): in this
-#: budget (168 SGD steps a fold at the paper's lr 0.0001) CIFAR's training loss stays at the loss of predicting the
-#: class prior (controls.training_diagnostic; also for 840 steps on one fold, and at lr 0.001), so the scratch half of
-#: the positive control fails on CPU for lack of training. VGG_R for 3 epochs (63 steps, ~5x CIFAR's cost a step),
-#: tried once on a training-side criterion (its loss fell 0.755 -> 0.634 on one fold), reached fold-mean AUC 0.55 on
-#: the planted cohort and also ended at the prior loss, so the preset keeps CIFAR; a GPU run with the paper's 40
-#: epochs of every patch is the open route. Every GoogLeNet deep-feature cell of Tables 5 and 6 runs as well
-#: (``QUICK_FEATURE_CELLS``): they share two forward passes (patch 80 and 120) and cost SVM fits only, and they give
-#: "Beyond the paper" its paired tests (kernels, layers), nested CV and permutation headline (Table 5's patch 120
-#: poly). VGG16 features (a 224 forward ~10x GoogLeNet's) are left to the paper preset.
+#: quick: the cells that make the controls meaningful and fit the time. Routes of the controls
+#: (replicate.experiments.controls): the deep-features + SVM cell (Table 5, GoogLeNet patch 80 poly), the hand-crafted
+#: kinetic baseline (``handcrafted``; computed by the controls on both cohorts) and a from-scratch net: CIFAR, the
+#: cheapest Table 3 net (GoogleNet_R costs ~10x per iteration on CPU, measured on a 15-patient cohort; GoogLeNet/VGG16
+#: at 224 are not trained on CPU). Chosen by cost before any quick run, never by outcome. Whether the scratch net is
+#: *required* is decided by the budget (controls.required_routes, MIN_STEP_SHARE of the paper's SGD steps): on CPU
+#: the preset gives CIFAR 8 epochs of 6 patches a patient (~170 steps a fold, 0.3% of the paper's 50,243), where a
+#: from-scratch net is measured to end at the class-prior loss (controls.training_diagnostic; issue 10: also for 840
+#: steps on one fold, at lr 0.001, and VGG_R for 3 epochs), so there it is trained and reported, not required; on
+#: CUDA (``device_overrides``) it trains for the paper's 40 epochs (lr halved every 5) on every patch and is required.
+#: Every GoogLeNet deep-feature cell of Tables 5 and 6 runs as well (``QUICK_FEATURE_CELLS``): they share two
+#: forward passes (patch 80 and 120) and cost SVM fits only, and they give "Beyond the paper" its paired tests
+#: (kernels, layers), nested CV and permutation headline (Table 5's patch 120 poly). VGG16 features (a 224 forward
+#: ~10x GoogLeNet's) are left to the paper preset.
 QUICK_CONTROL_CELLS = {"required": ["features/GoogleNet/patch=80/kernel=poly/blob=loss3/classifier"],
-                       "any_of": ["scratch/CIFAR/lr=0.0001/patch=80"],
+                       "trained": ["scratch/CIFAR/lr=0.0001/patch=80"],
+                       "handcrafted": [("kinetic", "logistic")],
                        "null_effect": 0.0}
 QUICK_FEATURE_CELLS = ["features/GoogleNet/"]   # Table 5 GoogLeNet rows and every Table 6 layer
 PRESETS["quick"] = Preset(
@@ -171,11 +184,15 @@ PRESETS["quick"] = Preset(
     max_train_auc_patients=20, max_train_patches_per_patient=6,
     max_score_patches_per_patient=5,
     synth={"n_patients": 120, "seed": 0},
-    cell_prefixes=tuple(QUICK_CONTROL_CELLS["required"] + QUICK_CONTROL_CELLS["any_of"] + QUICK_FEATURE_CELLS),
+    cell_prefixes=tuple(QUICK_CONTROL_CELLS["required"] + QUICK_CONTROL_CELLS["trained"] + QUICK_FEATURE_CELLS),
     controls=dict(QUICK_CONTROL_CELLS),
+    device_overrides={"cuda": {"scratch_epochs": 40, "step_epochs": 5, "scratch_patch_caps": False}},
     why={**{k: _QUICK_WHY for k in ("n_repeats", "scratch_epochs", "step_epochs", "max_train_auc_patients",
                                      "max_train_patches_per_patient", "max_score_patches_per_patient",
                                      "controls")},
+         "device_overrides": "on CUDA the scratch control net trains for the paper's 40 epochs (lr halved every 5 "
+                             "epochs, Table 2) on every patch, so the controls require it "
+                             "(replicate.experiments.controls.MIN_STEP_SHARE)",
          "cell_prefixes": "only the control cells and the GoogLeNet deep-feature cells of Tables 5-6 run (the paper's "
                           "full grid is the paper preset)",
          "beyond_trained": "nested CV over learning rates and learning curves of trained nets retrain nets hundreds "
@@ -443,6 +460,13 @@ class Runner:
             raise ConfigError(f"no patch store for patch size {size} (have {sorted(self.stores)})")
         return self.stores[size]
 
+    def cell_rows(self, cell: "Cell") -> np.ndarray:
+        """The patch rows a cell trains on and scores: :meth:`rows`, or every row of its store for a scratch cell
+        of a preset with ``scratch_patch_caps=False``."""
+        if cell.approach == "scratch" and not self.p.scratch_patch_caps:
+            return np.arange(len(self.store(cell.patch_size).index))
+        return self.rows(cell.patch_size)
+
     def rows(self, size: int) -> np.ndarray:
         if size not in self._rows:
             self._rows[size] = select_rows(self.store(size).index, self.p.max_train_patches_per_patient,
@@ -508,7 +532,7 @@ class Runner:
         from replicate.experiments.training import TrainSettings, fold_data, train_fold
 
         store = self.store(cell.patch_size)
-        data = fold_data(store.index, fold, self.rows(cell.patch_size), self.p.max_train_auc_patients)
+        data = fold_data(store.index, fold, self.cell_rows(cell), self.p.max_train_auc_patients)
         seed = self.unit_seed(cell, fold.repeat, fold.fold)
         if cell.approach == "features":
             return svm_fold(cell, fold, data, feats, unit=self.p.svm_unit, index=store.index)

@@ -197,11 +197,11 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
         config = replace(config, **kwargs)
     t0 = time.time()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    preset = resolve_preset(config)
+    device = resolve_device(config.device)
+    preset = ex.for_device(resolve_preset(config), device.type)   # quick on CUDA: the paper's scratch schedule
     executor = dispatch.start(config, preset)   # plan headline; ConfigError for ray without the package
     run_dir = Path(config.out) if config.out is not None else Path("runs") / preset.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
     weights_dir = Path(config.weights_dir) if config.weights_dir is not None else None
     if weights_dir is not None and not weights_dir.is_dir():
         raise ConfigError(f"--weights-dir {weights_dir}: not a folder")
@@ -215,13 +215,15 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
     t_stores = time.time() - t_c
 
     runner = ex.Runner(preset, stores, run_dir, device, weights_dir=weights_dir, progress=config.progress)
+    from replicate.experiments import verdict_run  # issue 10 phase 2: controls, paper-sized subsets, cohort
+
+    if preset.controls and config.data is None:   # the controls' rule and required routes, before any result
+        verdict_run.write_control_rule(run_dir, verdict_run.control_rule(preset, runner, device))
     try:
         results = dispatch.run_grid(runner, executor, threads=config.unit_threads)
     finally:
         dispatch.finish(executor)
     summ = ex.summaries(preset, results)
-    from replicate.experiments import verdict_run  # issue 10 phase 2: controls, paper-sized subsets, cohort
-
     extras = verdict_run.extras(config, preset, run_dir, device, weights_dir, runner, results, summ, stores)
 
     flags, weights = {}, []
@@ -275,6 +277,10 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
         report.insert_section(run_dir, run_beyond(runner, results, flags, config.data is None, config.progress,
                                                        provenance=prov,
                                                        trained=preset.beyond_trained or config.beyond_trained))
+    prov["wall_seconds_total"] = round(time.time() - t0, 1)   # this invocation, everything but the verdict sections
+    from replicate.experiments.runstate import atomic_write_json
+
+    atomic_write_json(run_dir / "provenance.json", prov)
     verdict_run.finish(run_dir, extras)
     return RunResult(run_dir=run_dir, report=run_dir / "report.md", preset=preset, results=results,
                      summaries=summ, tables=tables, flags=flags, stores=stores, provenance=prov, seconds=time.time() - t0)

@@ -332,7 +332,10 @@ def units(preset, cohort: CohortSize, beyond_trained: bool | None = None) -> lis
         for r in range(p.n_repeats):
             for f in range(k):
                 kw = {}
-                if cell.approach in ("scratch", "transfer"):
+                if cell.approach == "scratch" and not p.scratch_patch_caps:   # every patch (quick on CUDA)
+                    kw = _train_kw(p, cell, info, folder, n_train_pat * cohort.train_per_patient,
+                                   _score_rows(p, n_train_pat, n_test_pat, cohort.test_patches_per_patient))
+                elif cell.approach in ("scratch", "transfer"):
                     kw = _train_kw(p, cell, info, folder, train_rows, score_rows)
                 else:
                     key = (folder, cell.patch_size)

@@ -343,6 +343,9 @@ def insert_sections(run_dir: Path) -> pd.DataFrame:
     for title in (line for line in L if line.startswith("## ")):   # rerun (pytest compare/ --run): no second copy
         head = _drop_section(head, title)
     atomic_write_text(path, head + "\n".join(L) + "\n" + COMPARISON_MARKER + "\n\n" + text + "\n")
+    from replicate.experiments.summary import insert_summary
+
+    insert_summary(run_dir)   # last: it reads the files every section above was written from
     return cmp
 
 
@@ -356,49 +359,7 @@ def verdict_sections(run_dir: Path) -> list[str]:
         L.append(f"- {k}: `{v}`")
     L.append(f"- scratch_variant (GoogleNet_R / VGG_R): `{prov.get('scratch_variant', 'table2')}`")
     L.append("")
-    ctl = res / "controls.json"
-    L += ["## Controls (planted effect found? null not found?)", ""]
-    if ctl.exists():
-        c = json.loads(ctl.read_text())
-        sz = c["sizing"]
-        L += [f"Synthetic cohort of {c['n_patients']} patients (seed {c['seed']}). The planted effect "
-              f"(effect {c['effect']:g}) allows a patient-level AUC of at most **{c['ideal_auc']:.3f}** "
-              "(replicate.experiments.power.ideal_auc: binormal AUC of the kinetic slope).",
-              f"Sizing: smallest cohort with >= {sz.get('power_target', 0.95):.0%} power at that AUC: "
-              f"{sz.get('smallest_hanley_mcneil', {}).get('n_patients', '—')} patients (Hanley-McNeil normal "
-              f"approximation), {sz.get('smallest_simulation', {}).get('n_patients', '—')} (simulation of the "
-              f"harness's statistic); power at {c['n_patients']} patients: "
-              + ", ".join(f"AUC {r['auc']:.2f}: {r['power']:.3f}" for r in sz.get("at_cohort", [])) + ".",
-              "", f"Each cell: one-sided p of AUC > 0.5 from its 95% CI, Holm-corrected across the "
-              f"{len(c['positive']['rows'])} cells checked (alpha {c['alpha_one_sided']:g}).", "",
-              "| cohort | cell | test AUC [95% CI] | allowed by the effect | p (Holm) | found |", "|---|---|---|---|---|---|"]
-        for which, eff, allowed in (("positive", c["effect"], c["ideal_auc"]), ("negative", c["null_effect"], 0.5)):
-            for r in c[which]["rows"]:
-                L.append(f"| effect {eff:g} | {r['cell']} | {_fmt(r['auc'])} [{_fmt(r['ci_low'])}, "
-                         f"{_fmt(r['ci_high'])}] | {allowed:.3f} | {r['p_holm']:.4f} | {'yes' if r['found'] else 'no'} |")
-        L += ["", f"- **Positive control**: {'PASSED' if c['positive']['passed'] else 'FAILED'} "
-              f"({c['positive']['why']}; required: {', '.join(c['required'])}; at least one of: "
-              f"{', '.join(c['any_of'])})",
-              f"- **Negative control** (effect {c['null_effect']:g}, a second cohort in `null/`): "
-              f"{'PASSED' if c['negative']['passed'] else 'FAILED'} ({c['negative']['why']})", ""]
-        diag = [(which, cell, d) for which in ("positive", "negative")
-                for cell, d in c[which].get("training", {}).items()]
-        if diag:
-            L += ["Did the trained nets use their input? (replicate.experiments.controls.training_diagnostic: median "
-                  "over folds; a net whose last-epoch training loss is not below the loss of predicting the class "
-                  "prior fits the class frequencies only, and its test AUC then reflects its random initialisation, "
-                  "not the effect.)", "",
-                  "| cohort | cell | training loss, first -> last epoch | class-prior loss | train AUC | verdict |",
-                  "|---|---|---|---|---|---|"]
-            for which, cell, d in diag:
-                eff = c["effect"] if which == "positive" else c["null_effect"]
-                L.append(f"| effect {eff:g} | {cell} | {d['first_epoch_loss']:.3f} -> {d['last_epoch_loss']:.3f} | "
-                         f"{d['prior_entropy']:.3f} | {_fmt(d['train_auc'])} | "
-                         + ("**class prior only** (not trained enough to use the images)" if d["prior_only"]
-                            else "uses the input") + " |")
-            L.append("")
-    else:
-        L += ["_No controls in this run_ (the preset has none, or the cohort is real data).", ""]
+    L += controls_section(res)
     cim = res / "ci_methods.csv"
     if cim.exists():
         t = pd.read_csv(cim)
@@ -423,6 +384,71 @@ def verdict_sections(run_dir: Path) -> list[str]:
         for cid, g in t.groupby("cell"):
             L.append(f"| {cid} | {len(g)} | {int(g.n_patients.iloc[0])} ({int(g.n_luminal_a.iloc[0])} luminal A) | "
                      f"{_fmt(g.test_auc.min())} | {_fmt(g.test_auc.median())} | {_fmt(g.test_auc.max())} |")
+        L.append("")
+    return L
+
+
+CONTROLS_TITLE = "## Controls (planted effect found? null not found?)"
+
+
+def controls_section(res: Path) -> list[str]:
+    """The Controls section from ``results/control_rule.json`` (the rule and the required routes, fixed before the
+    grid ran: stated first) and ``results/controls.json`` (each route's AUC and CI beside what the planted effect
+    allows, Holm-corrected p, the verdicts, the trained nets' training diagnostic)."""
+    import json
+
+    L = [CONTROLS_TITLE, ""]
+    ctl = res / "controls.json"
+    if not ctl.exists():
+        return L + ["_No controls in this run_ (the preset has none, or the cohort is real data).", ""]
+    c = json.loads(ctl.read_text())
+    rule = c.get("rule") or {}
+    if rule:
+        L += ["**The rule** (replicate.experiments.controls.required_routes; `results/control_rule.json`, written "
+              "before the grid ran): " + rule["rule"], "",
+              "Required by the positive control: " + ", ".join(f"`{r}`" for r in rule["positive_required"]) + "."]
+        for cid, t in rule.get("trained", {}).items():
+            L.append(f"- `{cid}`: {t['why']}.")
+        L.append("")
+    sz = c["sizing"]
+    L += [f"Synthetic cohort of {c['n_patients']} patients (seed {c['seed']}). The generator plants its effect in "
+          f"the lesion's enhancement kinetics only (replicate.cohort.synth: the kinetic slope); effect "
+          f"{c['effect']:g} allows a patient-level AUC of at most **{c['ideal_auc']:.3f}** "
+          "(replicate.experiments.power.ideal_auc: binormal AUC of the kinetic slope, the best any route can reach).",
+          f"Sizing: smallest cohort with >= {sz.get('power_target', 0.95):.0%} power at that AUC: "
+          f"{sz.get('smallest_hanley_mcneil', {}).get('n_patients', '—')} patients (Hanley-McNeil normal "
+          f"approximation), {sz.get('smallest_simulation', {}).get('n_patients', '—')} (simulation of the "
+          f"harness's statistic); power at {c['n_patients']} patients: "
+          + ", ".join(f"AUC {r['auc']:.2f}: {r['power']:.3f}" for r in sz.get("at_cohort", [])) + ".",
+          "", f"Each route: one-sided p of AUC > 0.5 from its 95% CI (the cells' primary CI), Holm-corrected across "
+          f"the required routes (positive control) or every route (negative control), alpha "
+          f"{c['alpha_one_sided']:g}. A route not required is tested alone and reported only.", "",
+          "| cohort | route | kind | required | test AUC [95% CI] | allowed by the effect | p (Holm) | found |",
+          "|---|---|---|---|---|---|---|---|"]
+    for which, eff, allowed in (("positive", c["effect"], c["ideal_auc"]), ("negative", c["null_effect"], 0.5)):
+        for r in c[which]["rows"]:
+            req = "yes" if r.get("required", True) else "no (reported)"
+            L.append(f"| effect {eff:g} | {r['cell']} | {r.get('route', '')} | {req} | {_fmt(r['auc'])} "
+                     f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {allowed:.3f} | {r['p_holm']:.4f} | "
+                     f"{'yes' if r['found'] else 'no'} |")
+    L += ["", f"- **Positive control**: {'PASSED' if c['positive']['passed'] else 'FAILED'} "
+          f"({c['positive']['why']}; required: {', '.join(c.get('required', []))})",
+          f"- **Negative control** (effect {c['null_effect']:g}, a second cohort in `null/`): "
+          f"{'PASSED' if c['negative']['passed'] else 'FAILED'} ({c['negative']['why']})", ""]
+    diag = [(which, cell, d) for which in ("positive", "negative") for cell, d in c[which].get("training", {}).items()]
+    if diag:
+        L += ["Did the trained nets use their input? (replicate.experiments.controls.training_diagnostic: median "
+              "over folds; a net whose last-epoch training loss is not below the loss of predicting the class "
+              "prior fits the class frequencies only, and its test AUC then reflects its random initialisation, "
+              "not the effect.)", "",
+              "| cohort | cell | training loss, first -> last epoch | class-prior loss | train AUC | verdict |",
+              "|---|---|---|---|---|---|"]
+        for which, cell, d in diag:
+            eff = c["effect"] if which == "positive" else c["null_effect"]
+            L.append(f"| effect {eff:g} | {cell} | {d['first_epoch_loss']:.3f} -> {d['last_epoch_loss']:.3f} | "
+                     f"{d['prior_entropy']:.3f} | {_fmt(d['train_auc'])} | "
+                     + ("**class prior only** (not trained enough to use the images)" if d["prior_only"]
+                        else "uses the input") + " |")
         L.append("")
     return L
 
