@@ -114,3 +114,18 @@ def test_quick_on_cuda_gets_the_papers_scratch_schedule_on_every_patch():
     assert (g.scratch_epochs, g.step_epochs, g.scratch_patch_caps) == (40, 5, False)
     assert not any(d.startswith(("scratch_epochs", "step_epochs")) for d in g.differences())
     assert for_device(PRESETS["paper"], "cuda") == PRESETS["paper"]
+
+
+def test_the_cells_ci_the_controls_read_is_the_primary_ci():
+    """protocol.summarise (every cell's printed CI, read by the controls and compare.verdict.judge) computes
+    auc_ci.PRIMARY_CI: if the coverage rule ever picks another method, this fails until summarise follows."""
+    from replicate.experiments import auc_ci
+    from replicate.experiments.protocol import FoldResult, summarise
+
+    rng = np.random.default_rng(3)
+    y = (np.arange(60) % 3 == 0).astype(int)
+    s = y * 0.8 + rng.normal(size=60)
+    folds = [FoldResult(0, f, [f"p{i}" for i in range(f, 60, 10)], list(y[f::10]), list(s[f::10]), 0.9)
+             for f in range(10)]
+    got = summarise(folds, n_boot=200, seed=5)
+    np.testing.assert_allclose((got.ci_low, got.ci_high), auc_ci.cv_ci(folds, auc_ci.PRIMARY_CI, n_boot=200, seed=5))

@@ -147,15 +147,42 @@ def test_pytest_compare_names_missing_file(smoke_like, tmp_path):
     assert "missing results/ci_methods.csv" in r.stdout and "Traceback" not in r.stdout
 
 
+def quick_controls(neg_kinetic=(0.55, (0.45, 0.65))) -> dict:
+    """A controls.json as run_controls writes it for a CPU quick run (the budget rule with CIFAR's ~170 steps)."""
+    from replicate.experiments import controls
+
+    spec = grid.PRESETS["quick"].controls
+    cifar = spec["trained"][0]
+    rule = controls.required_routes(spec, {cifar: 168}, {cifar: 50243})
+    kinetic = controls.handcrafted_route("kinetic", "logistic")
+    pos = {spec["required"][0]: (0.66, (0.53, 0.78)), kinetic: (0.70, (0.59, 0.81)), cifar: (0.51, (0.40, 0.62))}
+    neg = {spec["required"][0]: (0.48, (0.37, 0.59)), kinetic: neg_kinetic, cifar: (0.50, (0.39, 0.61))}
+    pos_rows = controls.check_routes(pos, rule["positive_required"])
+    neg_rows = controls.check_routes(neg, list(neg))
+    for r in pos_rows + neg_rows:
+        r["route"] = rule["routes"][r["cell"]]
+    pos_ok, pos_why = controls.positive_control_passes(pos_rows, rule["positive_required"], [])
+    neg_ok, neg_why = controls.negative_control_passes(neg_rows)
+    return {"positive": {"rows": pos_rows, "passed": pos_ok, "why": pos_why, "training": {}},
+            "negative": {"rows": neg_rows, "passed": neg_ok, "why": neg_why, "training": {}},
+            "rule": rule, "required": rule["positive_required"], "reported": rule["positive_reported"],
+            "sizing": {}, "ideal_auc": 0.76, "effect": 1.0, "null_effect": 0.0, "n_patients": 120, "seed": 0,
+            "alpha_one_sided": 0.025}
+
+
 def test_controls_checked_on_quick_like_run(tmp_path):
+    """A CPU quick run: the positive control passes through its two required routes (the scratch net reported,
+    not required); a null route above chance fails the negative control, and `pytest compare/` says which."""
     p = replace(grid.PRESETS["quick"], n_boot=100)
-    ctl = {"positive": {"rows": [], "passed": True, "why": "ok"},
-           "negative": {"rows": [], "passed": False, "why": "effect 'found' without one by X"}}
-    run = fabricate(tmp_path / "run", p, controls={**ctl, "sizing": {}, "ideal_auc": 0.76, "effect": 1.0,
-                                                     "null_effect": 0.0, "n_patients": 120, "seed": 0,
-                                                     "required": [], "any_of": [], "alpha_one_sided": 0.025})
+    good = fabricate(tmp_path / "good", p, controls=quick_controls())
+    r = _pytest_compare(good, "-k", "controls")
+    assert r.returncode == 0, r.stdout[-3000:]
+    text = (good / "report.md").read_text()
+    assert text.index("## Summary") < text.index("## Controls") < text.index("| effect 1 |")
+    assert "**PASSED** through 2 required route(s)" in text and "not required: 168 SGD steps" in text
+    run = fabricate(tmp_path / "bad", p, controls=quick_controls(neg_kinetic=(0.70, (0.60, 0.80))))
     r = _pytest_compare(run, "-k", "controls")
-    assert r.returncode == 1 and "negative control: effect 'found' without one by X" in r.stdout
+    assert r.returncode == 1 and "negative control: effect 'found' without one by baseline/kinetic" in r.stdout
     assert "Negative control" in (run / "report.md").read_text()
 
 
@@ -194,10 +221,7 @@ def test_rerunning_the_verdict_sections_leaves_one_copy_of_each(tmp_path):
     from replicate.experiments import report
 
     p = replace(grid.PRESETS["quick"], n_boot=100)
-    ctl = {"positive": {"rows": [], "passed": False, "why": "x"}, "negative": {"rows": [], "passed": True, "why": "y"},
-           "sizing": {}, "ideal_auc": 0.76, "effect": 1.0, "null_effect": 0.0, "n_patients": 120, "seed": 0,
-           "required": [], "any_of": [], "alpha_one_sided": 0.025}
-    run = fabricate(tmp_path / "run", p, controls=ctl)
+    run = fabricate(tmp_path / "run", p, controls=quick_controls())
     report.insert_section(run, "## Beyond the paper\n\nsome text\n")
     report.insert_sections(run)
     first = (run / "report.md").read_text()
@@ -205,6 +229,7 @@ def test_rerunning_the_verdict_sections_leaves_one_copy_of_each(tmp_path):
     report.insert_sections(run)
     again = (run / "report.md").read_text()
     assert again == first
-    for title in ("## Readings of the paper this run used", "## Controls (planted effect found? null not found?)",
+    assert again.startswith("# ") and again.split("\n## ")[1].startswith("Summary")   # the first screen
+    for title in ("## Summary", "## Readings of the paper this run used", "## Controls (planted effect found? null not found?)",
                   "## Beyond the paper", "## Comparison with the paper"):
         assert again.count(title) == 1, title

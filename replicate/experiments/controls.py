@@ -167,7 +167,7 @@ def negative_control_passes(rows: list[dict]) -> tuple[bool, str]:
     found = [r["cell"] for r in rows if r["found"]]
     if found:
         return False, f"effect 'found' without one by {', '.join(found)}"
-    return True, f"no cell above chance (Holm-corrected over {len(rows)} cells)"
+    return True, f"no route above chance (Holm-corrected over {len(rows)} routes)"
 
 
 

@@ -277,7 +277,9 @@ def run(config: RunConfig | None = None, **kwargs) -> RunResult:
         report.insert_section(run_dir, run_beyond(runner, results, flags, config.data is None, config.progress,
                                                        provenance=prov,
                                                        trained=preset.beyond_trained or config.beyond_trained))
-    prov["wall_seconds_total"] = round(time.time() - t0, 1)   # this invocation, everything but the verdict sections
+    # this invocation up to here (grid, controls, beyond; the verdict sections are seconds): the summary's wall time
+    prov["wall_seconds_total"] = round(time.time() - t0, 1)
+    prov["finished_total_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     from replicate.experiments.runstate import atomic_write_json
 
     atomic_write_json(run_dir / "provenance.json", prov)

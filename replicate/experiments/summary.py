@@ -8,7 +8,8 @@
 - what ran: preset, cohort, device, wall time;
 - whether the run is comparable with the paper, and why not, stated once (the comparison's rows then give only a
   cell's own extra reasons; :func:`compare.comparison.run_gate` and the weights flag);
-- the controls' verdict, route by route (replicate.experiments.controls);
+- the controls' verdict, route by route (replicate.experiments.controls), and the primary CI with its measured
+  coverage (replicate.experiments.auc_ci);
 - each table's headline beside the paper's: Table 2 (the trained nets' size against the printed MACC and
   parameters, ``compare/data/architecture_findings.json``), Tables 3-5 (the rows the paper's Abstract names as each
   approach's best) and Table 6 (the paper's best layer); the cells are the paper's headlines, never our best;
@@ -88,7 +89,7 @@ def _headline_rows(run_dir: Path, prov: dict) -> list[str]:
             if len(hit):
                 verdict = hit.verdict.iloc[0] + ("" if bool(hit.comparable.iloc[0]) else " (not comparable)")
         ran = not pd.isna(o.ours_test_auc)
-        label = f"{key.replace('|', ' ')} ({what})"
+        label = f"{key.replace('|', ' ')}: {what}"
         L.append(f"| {name[-1]} | {label} | "
                  + (f"{_f(o.ours_test_auc)} [{_f(o.ours_ci_low)}, {_f(o.ours_ci_high)}]" if ran else "not run")
                  + f" | {_f(o.paper_test_auc)}{pci} | {verdict if ran else '—'} |")
@@ -102,8 +103,8 @@ def _controls_lines(res: Path) -> list[str]:
     c = json.loads(path.read_text())
 
     def route(r):
-        return (f"{r.get('route') or r['cell']} {_f(r['auc'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}], "
-                f"Holm p {r['p_holm']:.3f}")
+        p = "< 0.001" if r["p_holm"] < 0.001 else f"{r['p_holm']:.3f}"
+        return f"{r.get('route') or r['cell']} {_f(r['auc'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}], Holm p {p}"
 
     pos, neg = c["positive"], c["negative"]
     req = [r for r in pos["rows"] if r.get("required", True)]
@@ -122,6 +123,23 @@ def _controls_lines(res: Path) -> list[str]:
     return L
 
 
+def primary_ci_line() -> str:
+    """The summary's line naming the primary CI (replicate.experiments.auc_ci.PRIMARY_CI: every printed 95% CI, the
+    one the controls and ``compare.verdict.judge`` read) and its coverage measured by ``benchmarks/ci_coverage.py``
+    (docs/ci_coverage.md); it says plainly when no method met the coverage rule."""
+    from replicate.experiments import auc_ci
+
+    cov = auc_ci.MEASURED_COVERAGE.get(auc_ci.PRIMARY_CI, {})
+    got = ", ".join(f"{v:.3f} ({k})" for k, v in cov.items()) or "not measured"
+    head = (f"- **CIs**: every 95% CI here, and the controls' and `judge`'s reading of it, is `{auc_ci.PRIMARY_CI}`;"
+            f" measured coverage {got} at nominal {auc_ci.NOMINAL} (docs/ci_coverage.md).")
+    if auc_ci.PRIMARY_QUALIFIES:
+        return head
+    return (head + f" **No eligible CI method reaches the {auc_ci.MIN_COVERAGE} coverage the rule asks in every "
+            "setting**, so this one is kept as the fallback: on null data the CIs are too narrow, their misses fall "
+            "below 0.5, and the controls' one-sided test (lower bound > 0.5) stays conservative.")
+
+
 def summary_lines(run_dir) -> list[str]:
     """The summary (module docstring) as markdown lines, its ``## Summary`` heading first. Reads the run folder
     only; raises FileNotFoundError without ``provenance.json``."""
@@ -135,7 +153,8 @@ def summary_lines(run_dir) -> list[str]:
          f"repeat(s); cohort {co.get('source', '—')}, {co.get('included patients', '—')} patients "
          f"({co.get('luminal A', '—')} luminal A); device {prov.get('device', '—')}; wall time "
          + (f"{float(secs) / 60:.1f} min" if secs is not None else "—")
-         + f" (this invocation, {prov.get('started_utc', '?')} to {prov.get('finished_utc', '?')})."]
+         + f" (this invocation, {prov.get('started_utc', '?')} to "
+         f"{prov.get('finished_total_utc', prov.get('finished_utc', '?'))})."]
     why = comparability(prov)
     if why:
         L.append("- **Comparable with the paper: no**, for every cell: " + "; ".join(why) + ". (Stated once here; "
@@ -146,6 +165,7 @@ def summary_lines(run_dir) -> list[str]:
         L.append(f"- **Comparable with the paper**: {n} of {len(cmp) if cmp is not None else '?'} cells (the others "
                  "give their reasons in the comparison section).")
     L += _controls_lines(res)
+    L.append(primary_ci_line())
     L += ["", *_headline_rows(run_dir, prov), "",
           "- **Details**: this report's sections (Provenance, Results, Controls, CI methods, Beyond the paper, "
           "Comparison with the paper); `results/` (control_rule.json, controls.json, table3-6.csv, comparison.csv, "
