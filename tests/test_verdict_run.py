@@ -180,6 +180,12 @@ def test_controls_checked_on_quick_like_run(tmp_path):
     text = (good / "report.md").read_text()
     assert text.index("## Summary") < text.index("## Controls") < text.index("| effect 1 |")
     assert "**PASSED** through 2 required route(s)" in text and "not required: 168 SGD steps" in text
+    from replicate.experiments import auc_ci, summary
+
+    first_screen = text.split("\n## ")[1]
+    assert first_screen.startswith("Summary") and len(first_screen.splitlines()) <= summary.MAX_LINES
+    assert auc_ci.PRIMARY_CI in first_screen   # the primary CI and its measured coverage
+    assert all(f"{v:.3f}" in first_screen for v in auc_ci.MEASURED_COVERAGE[auc_ci.PRIMARY_CI].values())
     run = fabricate(tmp_path / "bad", p, controls=quick_controls(neg_kinetic=(0.70, (0.60, 0.80))))
     r = _pytest_compare(run, "-k", "controls")
     assert r.returncode == 1 and "negative control: effect 'found' without one by baseline/kinetic" in r.stdout

@@ -81,13 +81,15 @@ PRIMARY_CI = choose_primary(MEASURED_COVERAGE) or FALLBACK_CI
 def primary_statement() -> str:
     """One sentence for the report: the primary CI method, its measured coverage and whether it met the rule."""
     cov = MEASURED_COVERAGE.get(PRIMARY_CI, {})
-    got = ", ".join(f"{k} {v:.3f}" for k, v in cov.items()) or "not measured"
+    got = ", ".join(f"{v:.3f} ({k})" for k, v in cov.items()) or "not measured"
+    short = [k for k, v in cov.items() if v < MIN_COVERAGE]
     rule = (f"the first of {', '.join(PREFERENCE)} with measured coverage >= {MIN_COVERAGE} at nominal "
             f"{NOMINAL} in every simulated setting")
     if PRIMARY_QUALIFIES:
         return f"95% CIs: {PRIMARY_CI} ({rule}); measured coverage {got} (docs/ci_coverage.md)."
-    return (f"95% CIs: {PRIMARY_CI}, kept because no method met the rule ({rule}); its measured coverage is {got} "
-            f"(docs/ci_coverage.md), below the {MIN_COVERAGE} the rule asks.")
+    return (f"95% CIs: {PRIMARY_CI}, kept as the fallback because no method met the rule ({rule}); its measured "
+            f"coverage is {got} (docs/ci_coverage.md), below the {MIN_COVERAGE} the rule asks"
+            + (f" at {', '.join(short)}." if short else "."))
 
 
 def _pooled(folds: list[FoldResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

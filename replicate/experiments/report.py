@@ -343,10 +343,22 @@ def insert_sections(run_dir: Path) -> pd.DataFrame:
     for title in (line for line in L if line.startswith("## ")):   # rerun (pytest compare/ --run): no second copy
         head = _drop_section(head, title)
     atomic_write_text(path, head + "\n".join(L) + "\n" + COMPARISON_MARKER + "\n\n" + text + "\n")
-    from replicate.experiments.summary import insert_summary
-
     insert_summary(run_dir)   # last: it reads the files every section above was written from
     return cmp
+
+
+def insert_summary(run_dir: Path) -> None:
+    """Put the one-screen summary (replicate.experiments.summary.summary_lines) first in ``report.md``, after its
+    ``#`` title, replacing an earlier one."""
+    from replicate.experiments.summary import SUMMARY_TITLE, summary_lines
+
+    path = Path(run_dir) / "report.md"
+    body = _drop_section(path.read_text(encoding="utf-8"), SUMMARY_TITLE)
+    first, _, rest = body.partition("\n")
+    if not first.startswith("# "):
+        first, rest = "", body
+    text = "\n".join(summary_lines(run_dir)).rstrip()
+    atomic_write_text(path, (first + "\n\n" if first else "") + text + "\n\n" + rest.lstrip("\n"))
 
 
 def verdict_sections(run_dir: Path) -> list[str]:

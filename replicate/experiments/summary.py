@@ -2,8 +2,8 @@
 
 :func:`summary_lines` reads only the run folder's files (``provenance.json``, ``results/controls.json``,
 ``results/table3..6.csv``, ``results/comparison.csv``) and the paper's numbers (``compare.paper``), so the report
-(:func:`insert_summary`, called last by :func:`replicate.experiments.report.insert_sections`, hence again after
-``pytest compare/ --run RUN``) and the CLI print the same text. It says, at most :data:`MAX_LINES` lines:
+(:func:`replicate.experiments.report.insert_summary`, called last by
+:func:`replicate.experiments.report.insert_sections`, hence again after ``pytest compare/ --run RUN``) and the CLI print the same text. It says, at most :data:`MAX_LINES` lines:
 
 - what ran: preset, cohort, device, wall time;
 - whether the run is comparable with the paper, and why not, stated once (the comparison's rows then give only a
@@ -126,18 +126,14 @@ def _controls_lines(res: Path) -> list[str]:
 def primary_ci_line() -> str:
     """The summary's line naming the primary CI (replicate.experiments.auc_ci.PRIMARY_CI: every printed 95% CI, the
     one the controls and ``compare.verdict.judge`` read) and its coverage measured by ``benchmarks/ci_coverage.py``
-    (docs/ci_coverage.md); it says plainly when no method met the coverage rule."""
+    (:func:`replicate.experiments.auc_ci.primary_statement`, which says plainly when no method met the rule)."""
     from replicate.experiments import auc_ci
 
-    cov = auc_ci.MEASURED_COVERAGE.get(auc_ci.PRIMARY_CI, {})
-    got = ", ".join(f"{v:.3f} ({k})" for k, v in cov.items()) or "not measured"
-    head = (f"- **CIs**: every 95% CI here, and the controls' and `judge`'s reading of it, is `{auc_ci.PRIMARY_CI}`;"
-            f" measured coverage {got} at nominal {auc_ci.NOMINAL} (docs/ci_coverage.md).")
+    line = f"- **CIs** (the controls and `judge` read them too): {auc_ci.primary_statement()}"
     if auc_ci.PRIMARY_QUALIFIES:
-        return head
-    return (head + f" **No eligible CI method reaches the {auc_ci.MIN_COVERAGE} coverage the rule asks in every "
-            "setting**, so this one is kept as the fallback: on null data the CIs are too narrow, their misses fall "
-            "below 0.5, and the controls' one-sided test (lower bound > 0.5) stays conservative.")
+        return line
+    return line + (" On null data these CIs are too narrow and their misses fall below 0.5, so the controls' "
+                   "one-sided test (lower bound > 0.5) stays conservative there.")
 
 
 def summary_lines(run_dir) -> list[str]:
@@ -176,17 +172,3 @@ def summary_lines(run_dir) -> list[str]:
 def summary_text(run_dir) -> str:
     """:func:`summary_lines` joined (what ``python -m replicate run`` prints at its end)."""
     return "\n".join(summary_lines(run_dir))
-
-
-def insert_summary(run_dir) -> None:
-    """Put the summary first in ``report.md`` (after its ``#`` title), replacing an earlier one."""
-    from replicate.experiments.report import _drop_section
-    from replicate.experiments.runstate import atomic_write_text
-
-    path = Path(run_dir) / "report.md"
-    body = _drop_section(path.read_text(encoding="utf-8"), SUMMARY_TITLE)
-    first, _, rest = body.partition("\n")
-    if not first.startswith("# "):
-        first, rest = "", body
-    text = "\n".join(summary_lines(run_dir))
-    atomic_write_text(path, (first + "\n\n" if first else "") + text.rstrip() + "\n\n" + rest.lstrip("\n"))
