@@ -76,11 +76,12 @@ def test_cli_plan_json(capsys):
 
 def test_quick_counts_the_null_cohort_of_its_negative_control():
     """quick's negative control reruns its control cells on a second, null-effect cohort: the plan counts them."""
+    from replicate.experiments.controls import control_cells
     from replicate.experiments.plan import NULL_PREFIX
 
     p = get_preset("quick")
     us = units(p, cohort_size(p))
-    ctl = set(p.controls["required"]) | set(p.controls["any_of"])
+    ctl = set(control_cells(p.controls))
     null = [u for u in us if u.cell_id.startswith(NULL_PREFIX)]
     assert len(us) == (len(unique_cells(p)) + len(ctl)) * p.n_repeats * p.n_folds
     assert {u.cell_id[len(NULL_PREFIX):] for u in null} == ctl and len(null) == len(ctl) * p.n_folds
