@@ -236,6 +236,7 @@ def test_rerunning_the_verdict_sections_leaves_one_copy_of_each(tmp_path):
     again = (run / "report.md").read_text()
     assert again == first
     assert again.startswith("# ") and again.split("\n## ")[1].startswith("Summary")   # the first screen
-    for title in ("## Summary", "## Readings of the paper this run used", "## Controls (planted effect found? null not found?)",
-                  "## Beyond the paper", "## Comparison with the paper"):
+    for title in ("## Summary", "## Readings of the paper this run used",
+                  "## Controls (planted effect found? null not found?)", "## Beyond the paper",
+                  "## Comparison with the paper"):
         assert again.count(title) == 1, title

@@ -3,7 +3,8 @@
 :func:`summary_lines` reads only the run folder's files (``provenance.json``, ``results/controls.json``,
 ``results/table3..6.csv``, ``results/comparison.csv``) and the paper's numbers (``compare.paper``), so the report
 (:func:`replicate.experiments.report.insert_summary`, called last by
-:func:`replicate.experiments.report.insert_sections`, hence again after ``pytest compare/ --run RUN``) and the CLI print the same text. It says, at most :data:`MAX_LINES` lines:
+:func:`replicate.experiments.report.insert_sections`, hence again after ``pytest compare/ --run RUN``) and the
+CLI print the same text. It says, in at most :data:`MAX_LINES` lines:
 
 - what ran: preset, cohort, device, wall time;
 - whether the run is comparable with the paper, and why not, stated once (the comparison's rows then give only a
