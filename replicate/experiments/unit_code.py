@@ -40,7 +40,7 @@ _COMMON = PACKAGE_INITS + COHORT_PREPROCESSING + (
 _EXTRACT = _COMMON + ("replicate.experiments.features",)
 #: A fold of a cell (``Runner.run_unit``): one function trains the net of a scratch / transfer cell or fits the SVM
 #: of a deep-feature cell, so both kinds list both approaches; an SVM fold also reads the extracted features.
-_FOLD = _EXTRACT + ("replicate.experiments.svm",)
+_FOLD = _EXTRACT + ("replicate.experiments.svm", "replicate.experiments.svm_linear")
 #: A trained-net split of the "beyond" analyses that is not a grid fold (``trainedcv.TrainedCandidate.result``):
 #: a fold's code plus the module that turns the split into a Fold and its seed, and what that module imports at
 #: module level (nested_cv's inner-fold count, which imports featurecv).
@@ -52,7 +52,8 @@ _SPLIT = _FOLD + ("replicate.experiments.trainedcv", "replicate.experiments.nest
 _BEYOND = _FOLD + ("replicate.cohort.handcrafted", "replicate.experiments.beyond", "replicate.experiments.baselines",
                    "replicate.experiments.featurecv", "replicate.experiments.learning_curve",
                    "replicate.experiments.nested_cv", "replicate.experiments.paired",
-                   "replicate.experiments.permutation", "replicate.experiments.trainedcv")
+                   "replicate.experiments.permutation", "replicate.experiments.svm_units",
+                   "replicate.experiments.trainedcv")
 
 #: What counts as source inside a ``pkg.*`` entry: Python and the Caffe schema (models compiles ``caffe.proto`` at
 #: first use, so an edit to it changes how every prototxt is read).
