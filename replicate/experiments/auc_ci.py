@@ -228,6 +228,20 @@ def bootstrap_endpoint_mc_se(folds: list[FoldResult], n_boot: int, seed: int = 0
     return float(ends.std(axis=0, ddof=1).mean())
 
 
+def percentile_endpoint_mc_se(ci_low: float, ci_high: float, n_boot: int, level: float = NOMINAL) -> float:
+    """Monte-Carlo SE of a percentile-bootstrap CI endpoint from ``n_boot`` resamples, in AUC units, without
+    resampling again: the asymptotic SD of a sample quantile, ``sqrt(q (1 - q) / B) / f(xi_q)`` (Serfling 1980,
+    *Approximation Theorems of Mathematical Statistics*, Thm 2.3.3), with the bootstrap distribution taken as
+    normal with the SD its own interval implies, ``(high - low) / (2 z)``. About 0.005 for a 0.25-wide 95% CI at
+    B = 1,000; it falls as 1 / sqrt(B)."""
+    from scipy.stats import norm
+
+    q = (1 - level) / 2
+    z = norm.ppf(1 - q)
+    sd = (float(ci_high) - float(ci_low)) / (2 * z)
+    return float(sd * np.sqrt(q * (1 - q) / int(n_boot)) / norm.pdf(z))
+
+
 def cv_ci(folds: list[FoldResult], method: str, n_boot: int = 1000, seed: int = 0,
           level: float = NOMINAL) -> tuple[float, float]:
     """The ``method`` CI (one of :data:`PREFERENCE`) of the folds of one repeat. Returns (low, high)."""

@@ -124,6 +124,31 @@ def _controls_lines(res: Path) -> list[str]:
     return L
 
 
+def _mc_error_clause(res: Path, n_boot) -> str:
+    """Beside CIs from fewer than 10,000 resamples: the Monte-Carlo SE of their endpoints
+    (:func:`replicate.experiments.auc_ci.percentile_endpoint_mc_se`), at the widest CI of this run's controls."""
+    from replicate.experiments.auc_ci import percentile_endpoint_mc_se
+
+    try:
+        b = int(n_boot)
+    except (TypeError, ValueError):
+        return ""
+    if b >= 10_000:
+        return ""
+    widths = []
+    try:
+        c = json.loads((res / "controls.json").read_text())
+        for side in ("positive", "negative"):
+            widths += [(r["ci_low"], r["ci_high"]) for r in (c.get(side) or {}).get("rows", []) if "ci_low" in r]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if not widths:
+        return f" Endpoints come from {b:,} bootstrap resamples (Monte-Carlo error not estimated)."
+    se = max(percentile_endpoint_mc_se(lo, hi, b) for lo, hi in widths)
+    return (f" Endpoints come from {b:,} bootstrap resamples: Monte-Carlo SE up to {se:.3f} each (the widest "
+            "control CI), so their second decimal is uncertain; the paper preset uses 10,000.")
+
+
 def primary_ci_line() -> str:
     """The summary's line naming the primary CI (replicate.experiments.auc_ci.PRIMARY_CI: every printed 95% CI, the
     one the controls and ``compare.verdict.judge`` read) and its coverage measured by ``benchmarks/ci_coverage.py``
@@ -162,7 +187,7 @@ def summary_lines(run_dir) -> list[str]:
         L.append(f"- **Comparable with the paper**: {n} of {len(cmp) if cmp is not None else '?'} cells (the others "
                  "give their reasons in the comparison section).")
     L += _controls_lines(res)
-    L.append(primary_ci_line())
+    L.append(primary_ci_line() + _mc_error_clause(res, prov.get("n_boot")))
     L += ["", *_headline_rows(run_dir, prov), "",
           "- **Details**: this report's sections (Provenance, Results, Controls, CI methods, Beyond the paper, "
           "Comparison with the paper); `results/` (control_rule.json, controls.json, table3-6.csv, comparison.csv, "

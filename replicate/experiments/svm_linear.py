@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 
 def use_interior_point(n_samples: int, n_features: int) -> bool:
@@ -140,7 +141,11 @@ class InteriorPointLinearSVC(ClassifierMixin, BaseEstimator):
         if len(self.classes_) != 2:
             raise ValueError(f"InteriorPointLinearSVC: expected two classes, got {len(self.classes_)}")
         s = np.where(y == self.classes_[1], 1.0, -1.0)
-        w, b, self.n_iter_, self.duality_gap_ = _solve(X, s, float(self.C), float(self.tol), int(self.max_iter))
+        # One BLAS thread: a multithreaded dsyrk/Cholesky sums in an order that depends on the thread count, and the
+        # interior-point path amplifies that rounding to ~1e-4 in decision values; a unit must give the same numbers
+        # on the driver and on a Ray worker (tests/test_executors.py).
+        with threadpool_limits(limits=1, user_api="blas"):
+            w, b, self.n_iter_, self.duality_gap_ = _solve(X, s, float(self.C), float(self.tol), int(self.max_iter))
         self.coef_ = w[None, :]
         self.intercept_ = np.array([b])
         self.objective_ = hinge_objective(w, b, X, s, self.C)
