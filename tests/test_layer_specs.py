@@ -28,7 +28,8 @@ def net_of(body, shape=(1, 2, 5, 5), **kw):
 def test_every_registered_type_has_shape_inference_and_vice_versa():
     assert set(registry.supported_types()) == set(SHAPE_FUNCTIONS)
     for t in ("PReLU", "Deconvolution", "Crop", "Silence", "Threshold", "Reduction", "Tile", "ArgMax", "MVN",
-              "Exp", "Log", "ELU", "BNLL", "Embed", "Bias", "Scale", "SPP"):
+              "Exp", "Log", "ELU", "BNLL", "Embed", "Bias", "Scale", "SPP", "Parameter", "BatchReindex", "Filter",
+              "Im2col"):
         assert t in SHAPE_FUNCTIONS, t
 
 
@@ -178,6 +179,40 @@ def test_embed_refuses_indices_outside_its_table():
     assert m(torch.tensor([0.0, 2.0, 1.0, 0.0]))["e"].shape == (4, 2)
     with pytest.raises(models.InputError, match=r"\[0, 3\)"):
         m(torch.tensor([0.0, 3.0, 1.0, 0.0]))
+
+
+def test_batch_reindex_refuses_bad_indices_and_index_shapes():
+    """batch_reindex_layer.cpp: a 1-axis index (Reshape CHECK), each value in [0, N) (check_batch_reindex)."""
+    head = 'input: "idx" input_shape { dim: 3 }\n'
+    net = net_of(head + 'layer { name: "b" type: "BatchReindex" bottom: "data" bottom: "idx" top: "b" }',
+                 shape=(2, 3))
+    m = models.to_torch(net)
+    x = torch.arange(6.0).reshape(2, 3)
+    assert m(x, torch.tensor([1.0, 0.0, 1.9]))["b"].tolist() == [[3, 4, 5], [0, 1, 2], [3, 4, 5]]
+    with pytest.raises(models.InputError, match=r"layer 'b' \(BatchReindex\).*\[0, 2\)"):
+        m(x, torch.tensor([0.0, 2.0, 1.0]))
+    with pytest.raises(models.ShapeError, match="index .bottom 1. must have 1 axis"):
+        net_of('input: "idx" input_shape { dim: 3 dim: 1 }\n'
+               'layer { name: "b" type: "BatchReindex" bottom: "data" bottom: "idx" top: "b" }', shape=(2, 3))
+
+
+def test_filter_batch_follows_the_selector_in_torch_and_onnxruntime():
+    """filter_layer.cpp: the top batch is the number of nonzero selector values, at run time in both backends
+    (one ONNX model, selectors keeping 2, 0 and 3 items); a non-singleton selector axis is refused."""
+    head = 'input: "sel" input_shape { dim: 3 dim: 1 }\n'
+    net = net_of(head + 'layer { name: "f" type: "Filter" bottom: "data" bottom: "sel" top: "f" }', shape=(3, 2))
+    assert net.blob_shapes["f"] == (3, 2)  # Caffe's setup-time shape
+    m = models.to_torch(net)
+    sess = inference_session(build_onnx(net))
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    for sel in ([1, 0, -0.5], [0, 0, 0], [2, 1, 1]):
+        s = np.asarray(sel, np.float32).reshape(3, 1)
+        ours = m(torch.from_numpy(x), torch.from_numpy(s))["f"].numpy()
+        np.testing.assert_array_equal(ours, x[s[:, 0] != 0])
+        np.testing.assert_array_equal(sess.run(["f"], {"data": x, "sel": s})[0], ours)
+    with pytest.raises(models.ShapeError, match="Selector blob dimensions must be singletons"):
+        net_of('input: "sel" input_shape { dim: 3 dim: 2 }\n'
+               'layer { name: "f" type: "Filter" bottom: "data" bottom: "sel" top: "f" }', shape=(3, 2))
 
 
 def test_no_warning_when_everything_matches(tmp_path):

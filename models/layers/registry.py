@@ -84,7 +84,7 @@ def register(type_name: str) -> Callable[[type], type]:
 
 def _load_all() -> None:
     # importing the family modules runs their @register decorators
-    from models.layers import (activations, conv, inner_product, log_losses, losses, lrn,  # noqa: F401
+    from models.layers import (activations, batch_index, conv, inner_product, log_losses, losses, lrn,  # noqa: F401
                                margin_losses, normalization, pooling, python_layer, reduction, structural)
     from models.plugins import load_entry_points
     load_entry_points()
