@@ -258,3 +258,11 @@ def test_net_params_equal_to_torch_fillers_and_share_named_params():
         for a, b in zip(p[name], blobs):
             np.testing.assert_array_equal(a, b.detach().numpy())
     assert p["a"][0] is p["b"][0]
+
+
+@pytest.mark.parametrize("ltype,why", [("LSTM", "lstm_layer.cpp"), ("RNN", "rnn_layer.cpp"),
+                                       ("HDF5Output", "hdf5_output_layer.cpp")])
+def test_types_not_converted_say_why(ltype, why):
+    with pytest.raises(models.UnknownLayerError, match=rf"layer 'l' has type '{ltype}' \(not converted: .*{why}"):
+        top = "" if ltype == "HDF5Output" else 'top: "l"'  # HDF5Output has no tops
+        net_of(f'layer {{ name: "l" type: "{ltype}" bottom: "data" {top} }}')
