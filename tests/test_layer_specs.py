@@ -203,7 +203,10 @@ def test_filter_batch_follows_the_selector_in_torch_and_onnxruntime():
     net = net_of(head + 'layer { name: "f" type: "Filter" bottom: "data" bottom: "sel" top: "f" }', shape=(3, 2))
     assert net.blob_shapes["f"] == (3, 2)  # Caffe's setup-time shape
     m = models.to_torch(net)
-    sess = inference_session(build_onnx(net))
+    model = build_onnx(net)
+    batch = model.graph.output[0].type.tensor_type.shape.dim[0]
+    assert not batch.dim_param and not batch.HasField("dim_value")  # unknown, not the inputs' N
+    sess = inference_session(model)
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     for sel in ([1, 0, -0.5], [0, 0, 0], [2, 1, 1]):
         s = np.asarray(sel, np.float32).reshape(3, 1)

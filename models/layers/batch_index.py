@@ -82,6 +82,8 @@ class CaffeFilter(CaffeLayerModule):
 
 @register("Filter")
 class FilterConverter(Converter):
+    data_dependent_batch = True
+
     def build(self, layer, phase):
         return CaffeFilter(layer.name)
 

@@ -57,6 +57,8 @@ class Converter:
     type: str = ""
     #: param blobs that are running statistics rather than trained weights (BatchNorm): never updated by SGD
     frozen_blobs: tuple[int, ...] = ()
+    #: whether the tops' batch axis depends on the bottoms' values (Filter): ONNX then declares it unknown
+    data_dependent_batch: bool = False
     #: the oldest ONNX opset :meth:`export` can write, and why (the operator that needs it)
     min_opset: int = 11
     min_opset_why: str = "the exporter's floor: Pad with its pads as an input"
