@@ -269,3 +269,14 @@ def test_types_not_converted_say_why(ltype, why):
     with pytest.raises(models.UnknownLayerError, match=rf"layer 'l' has type '{ltype}' \(not converted: .*{why}"):
         top = "" if ltype == "HDF5Output" else 'top: "l"'  # HDF5Output has no tops
         net_of(f'layer {{ name: "l" type: "{ltype}" bottom: "data" {top} }}')
+
+
+def test_parameter_starts_at_zero_and_its_top_is_its_blob():
+    """parameter_layer.hpp: no filler (a fresh Blob is zeros, syncedmem.cpp); the top shares the blob's data."""
+    net = net_of('layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 2 dim: 3 } } }')
+    assert net.blob_shapes["p"] == (2, 3) and net.layers[0].param_shapes == [(2, 3)]
+    m = models.to_torch(net, seed=3)
+    assert not m.caffe_params()["p"][0].detach().any()
+    with torch.no_grad():
+        m.caffe_params()["p"][0].copy_(torch.arange(6.0).reshape(2, 3))
+    assert m(torch.zeros(1, 2, 5, 5), blobs=["p"])["p"].tolist() == [[0, 1, 2], [3, 4, 5]]
