@@ -27,6 +27,17 @@ class NetDefinitionError(CaffeError):
     """A net that parses but is not a valid Caffe net (missing bottom, bad include rule, ...)."""
 
 
+_RECURRENT = ("a Recurrent layer unrolls an internal net over the T time steps of a (T, N, ...) bottom gated by a "
+              "sequence-continuation bottom (recurrent_layer.cpp, {}); that unrolled net is not built here")
+#: BVLC types deliberately not converted, and why (said in the refusal, after the layer's name)
+NOT_CONVERTED = {
+    "RNN": _RECURRENT.format("rnn_layer.cpp"),
+    "LSTM": _RECURRENT.format("lstm_layer.cpp"),
+    "HDF5Output": "it computes nothing: it writes its bottoms to an HDF5 file as a side effect and has no tops "
+                  "(hdf5_output_layer.cpp); remove it and save the blobs from the converted net's outputs",
+}
+
+
 class UnknownLayerError(NetDefinitionError):
     """Layer types this project does not implement: one error naming every such layer of the net.
 
@@ -37,7 +48,8 @@ class UnknownLayerError(NetDefinitionError):
         pairs = list(layer) if isinstance(layer, (list, tuple)) else [(layer, type_)]
         self.layers = pairs
         self.layer, self.type = pairs[0]
-        named = ", ".join(f"layer '{n}' has type '{t}'" for n, t in pairs)
+        named = ", ".join(f"layer '{n}' has type '{t}'" + (f" (not converted: {NOT_CONVERTED[t]})"
+                                                           if t in NOT_CONVERTED else "") for n, t in pairs)
         head = f"{named}, which is not supported" if len(pairs) == 1 else \
             f"{len(pairs)} layers have types that are not supported: {named}"
         super().__init__(f"{head} (add a type with models.register_layer or an installed layer plugin, see "

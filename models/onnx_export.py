@@ -253,8 +253,12 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
         g.reserve(blob)
     current = {name: name for name in net.inputs}
     seen: dict[str, int] = {}
+    # blobs whose batch axis is known only at run time: a Filter's tops and everything computed from them
+    unknown_batch: set[str] = set()
     for layer in net.layers:
         conv = registry.get(layer)
+        if conv.data_dependent_batch or unknown_batch.intersection(layer.bottoms):
+            unknown_batch.update(layer.tops)
         if opset < conv.min_opset:
             raise NetDefinitionError(f"layer '{layer.name}' ({layer.type}): its ONNX export needs opset "
                                      f"{conv.min_opset} or newer ({conv.min_opset_why}); asked for opset {opset}")
@@ -286,7 +290,9 @@ def build_onnx(source, expose_blobs: bool = False, outputs=None, opset: int = DE
         if base not in net.blob_shapes:
             return helper.make_tensor_value_info(value, TensorProto.FLOAT, None)
         shape = list(net.blob_shapes[base])
-        if shape and shape[0] == batch:
+        if shape and base in unknown_batch:
+            shape[0] = None  # an unnamed dimension: not the inputs' N
+        elif shape and shape[0] == batch:
             shape[0] = "N"
         return helper.make_tensor_value_info(value, TensorProto.FLOAT, shape)
 

@@ -73,8 +73,11 @@ def _conv_pair(layer, bottoms, p, what, h_field, w_field, default, zero_ok):
     return val
 
 
-def conv_spec(layer, bottoms, transposed: bool = False) -> ConvSpec:
-    """Resolve a ConvolutionParameter (base_conv_layer.cpp LayerSetUp, conv_layer.cpp, deconv_layer.cpp)."""
+def conv_spec(layer, bottoms, transposed: bool = False, im2col: bool = False) -> ConvSpec:
+    """Resolve a ConvolutionParameter (base_conv_layer.cpp LayerSetUp, conv_layer.cpp, deconv_layer.cpp).
+
+    ``im2col``: as im2col_layer.cpp LayerSetUp reads it (kernel/stride/pad/dilation only: no num_output, group or
+    bias; the spec's ``num_output`` is then ``channels * kh * kw``, the top's channel count)."""
     p = layer.convolution_param
     b = bottoms[0]
     axis = canonical_axis(layer, bottoms, p.axis, len(b))
@@ -89,6 +92,9 @@ def conv_spec(layer, bottoms, transposed: bool = False) -> ConvSpec:
         raise _fail(layer, bottoms, f"convolution_param: dilation must be specified once, or once per spatial "
                                     f"dimension (dilation specified {len(dil)} times; 2 spatial dims)")
     d = (int(dil[0]), int(dil[-1])) if dil else (1, 1)
+    if im2col:
+        return ConvSpec(kernel=k, stride=s, pad=pad, dilation=d, group=1, num_output=int(b[1]) * k[0] * k[1],
+                        bias_term=False, channels=int(b[1]))
     if p.num_output < 1:
         raise _fail(layer, bottoms, "convolution_param: num_output must be positive (CHECK_GT(num_output_, 0))")
     c, g = b[1], p.group
@@ -138,6 +144,23 @@ def convolution(layer, bottoms):
     if spec.bias_term:
         params.append((spec.num_output,))
     return shapes, params, spec
+
+
+@shape_function("Im2col")
+def im2col(layer, bottoms):
+    """im2col_layer.cpp Reshape: ``(N, C * kh * kw, H_out, W_out)``, ``H_out = (H + 2p - (d(k-1)+1)) / s + 1``
+    (C++ division, as Convolution's); channel ``c * kh * kw + i * kw + j`` holds input channel ``c`` at kernel
+    offset ``(i, j)``. No learnable blobs."""
+    spec = conv_spec(layer, bottoms, im2col=True)
+    b = bottoms[0]
+    out = []
+    for size, kk, ss, pp, dd in zip(b[2:], spec.kernel, spec.stride, spec.pad, spec.dilation):
+        o = _ctrunc(size + 2 * pp - (dd * (kk - 1) + 1), ss) + 1
+        if o < 1:
+            raise _fail(layer, bottoms, f"kernel extent {dd * (kk - 1) + 1} exceeds the padded input "
+                                        f"{size + 2 * pp} (output size {o})")
+        out.append(o)
+    return [(b[0], spec.num_output, out[0], out[1])], [], spec
 
 
 _POOL_METHODS = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}
@@ -751,6 +774,39 @@ def accuracy(layer, bottoms):
     return tops, [], LossSpec(axis, _copy(layer.accuracy_param))
 
 
+@shape_function("Parameter")
+def parameter(layer, bottoms):
+    """parameter_layer.hpp LayerSetUp: one blob of ``parameter_param.shape``, which is also the top."""
+    shape = tuple(int(d) for d in layer.parameter_param.shape.dim)
+    return [shape], [shape], EmptySpec()
+
+
+@shape_function("BatchReindex")
+def batch_reindex(layer, bottoms):
+    """batch_reindex_layer.cpp Reshape: CHECK_EQ(1, bottom[1]->num_axes()); top ``(len(index),) +
+    bottom[0].shape[1:]``."""
+    if len(bottoms[1]) != 1:
+        raise _fail(layer, bottoms, f"the index (bottom 1) must have 1 axis, got {len(bottoms[1])} "
+                                    "(batch_reindex_layer.cpp CHECK_EQ(1, bottom[1]->num_axes()))")
+    return [(bottoms[1][0],) + tuple(bottoms[0][1:])], [], EmptySpec()
+
+
+@shape_function("Filter")
+def filter_(layer, bottoms):
+    """filter_layer.cpp: one top per bottom but the last (the selector, shape ``(N, 1, ...)``); every bottom has
+    the selector's batch. The tops' batch is the number of nonzero selector values, known only at run time: this
+    returns Caffe's own setup-time shape (``first_reshape_``: the bottom's batch), an upper bound."""
+    sel = bottoms[-1]
+    if len(layer.top) != len(bottoms) - 1:
+        raise _fail(layer, bottoms, f"{len(layer.top)} tops for {len(bottoms)} bottoms (the last bottom is the "
+                                    "selector: one top per other bottom; filter_layer.cpp)")
+    if len(sel) == 0 or any(d != 1 for d in sel[1:]):
+        raise _fail(layer, bottoms, "Selector blob dimensions must be singletons (1), except the first")
+    if any(len(b) == 0 or b[0] != sel[0] for b in bottoms[:-1]):
+        raise _fail(layer, bottoms, "Each bottom should have the same 0th dimension as the selector blob")
+    return [tuple(b) for b in bottoms[:-1]], [], EmptySpec()
+
+
 @shape_function("Python")
 def python(layer, bottoms):
     """python_layer.hpp: the user's layer's own ``setup`` + ``reshape`` give the tops (models/layers/python_layer.py;
@@ -780,6 +836,7 @@ BLOB_COUNTS = {
     "SoftmaxWithLoss": (2, 2, 1, 2), "EuclideanLoss": (2, 2, 1, 1), "Accuracy": (2, 2, 1, 2),
     "HingeLoss": (2, 2, 1, 1), "MultinomialLogisticLoss": (2, 2, 1, 1), "SigmoidCrossEntropyLoss": (2, 2, 1, 1),
     "InfogainLoss": (2, 3, 1, 2), "ContrastiveLoss": (3, 3, 1, 1),
+    "Parameter": (0, 0, 1, 1), "BatchReindex": (2, 2, 1, 1), "Filter": (2, None, 1, None), "Im2col": _ONE,
 }
 
 

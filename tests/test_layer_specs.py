@@ -28,7 +28,8 @@ def net_of(body, shape=(1, 2, 5, 5), **kw):
 def test_every_registered_type_has_shape_inference_and_vice_versa():
     assert set(registry.supported_types()) == set(SHAPE_FUNCTIONS)
     for t in ("PReLU", "Deconvolution", "Crop", "Silence", "Threshold", "Reduction", "Tile", "ArgMax", "MVN",
-              "Exp", "Log", "ELU", "BNLL", "Embed", "Bias", "Scale", "SPP"):
+              "Exp", "Log", "ELU", "BNLL", "Embed", "Bias", "Scale", "SPP", "Parameter", "BatchReindex", "Filter",
+              "Im2col"):
         assert t in SHAPE_FUNCTIONS, t
 
 
@@ -180,6 +181,43 @@ def test_embed_refuses_indices_outside_its_table():
         m(torch.tensor([0.0, 3.0, 1.0, 0.0]))
 
 
+def test_batch_reindex_refuses_bad_indices_and_index_shapes():
+    """batch_reindex_layer.cpp: a 1-axis index (Reshape CHECK), each value in [0, N) (check_batch_reindex)."""
+    head = 'input: "idx" input_shape { dim: 3 }\n'
+    net = net_of(head + 'layer { name: "b" type: "BatchReindex" bottom: "data" bottom: "idx" top: "b" }',
+                 shape=(2, 3))
+    m = models.to_torch(net)
+    x = torch.arange(6.0).reshape(2, 3)
+    assert m(x, torch.tensor([1.0, 0.0, 1.9]))["b"].tolist() == [[3, 4, 5], [0, 1, 2], [3, 4, 5]]
+    with pytest.raises(models.InputError, match=r"layer 'b' \(BatchReindex\).*\[0, 2\)"):
+        m(x, torch.tensor([0.0, 2.0, 1.0]))
+    with pytest.raises(models.ShapeError, match="index .bottom 1. must have 1 axis"):
+        net_of('input: "idx" input_shape { dim: 3 dim: 1 }\n'
+               'layer { name: "b" type: "BatchReindex" bottom: "data" bottom: "idx" top: "b" }', shape=(2, 3))
+
+
+def test_filter_batch_follows_the_selector_in_torch_and_onnxruntime():
+    """filter_layer.cpp: the top batch is the number of nonzero selector values, at run time in both backends
+    (one ONNX model, selectors keeping 2, 0 and 3 items); a non-singleton selector axis is refused."""
+    head = 'input: "sel" input_shape { dim: 3 dim: 1 }\n'
+    net = net_of(head + 'layer { name: "f" type: "Filter" bottom: "data" bottom: "sel" top: "f" }', shape=(3, 2))
+    assert net.blob_shapes["f"] == (3, 2)  # Caffe's setup-time shape
+    m = models.to_torch(net)
+    model = build_onnx(net)
+    batch = model.graph.output[0].type.tensor_type.shape.dim[0]
+    assert not batch.dim_param and not batch.HasField("dim_value")  # unknown, not the inputs' N
+    sess = inference_session(model)
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    for sel in ([1, 0, -0.5], [0, 0, 0], [2, 1, 1]):
+        s = np.asarray(sel, np.float32).reshape(3, 1)
+        ours = m(torch.from_numpy(x), torch.from_numpy(s))["f"].numpy()
+        np.testing.assert_array_equal(ours, x[s[:, 0] != 0])
+        np.testing.assert_array_equal(sess.run(["f"], {"data": x, "sel": s})[0], ours)
+    with pytest.raises(models.ShapeError, match="Selector blob dimensions must be singletons"):
+        net_of('input: "sel" input_shape { dim: 3 dim: 2 }\n'
+               'layer { name: "f" type: "Filter" bottom: "data" bottom: "sel" top: "f" }', shape=(3, 2))
+
+
 def test_no_warning_when_everything_matches(tmp_path):
     m = models.to_torch(models.load_net(WEIGHTS_NET), seed=4)
     models.save_caffemodel(m, tmp_path / "same.caffemodel")
@@ -223,3 +261,22 @@ def test_net_params_equal_to_torch_fillers_and_share_named_params():
         for a, b in zip(p[name], blobs):
             np.testing.assert_array_equal(a, b.detach().numpy())
     assert p["a"][0] is p["b"][0]
+
+
+@pytest.mark.parametrize("ltype,why", [("LSTM", "lstm_layer.cpp"), ("RNN", "rnn_layer.cpp"),
+                                       ("HDF5Output", "hdf5_output_layer.cpp")])
+def test_types_not_converted_say_why(ltype, why):
+    with pytest.raises(models.UnknownLayerError, match=rf"layer 'l' has type '{ltype}' \(not converted: .*{why}"):
+        top = "" if ltype == "HDF5Output" else 'top: "l"'  # HDF5Output has no tops
+        net_of(f'layer {{ name: "l" type: "{ltype}" bottom: "data" {top} }}')
+
+
+def test_parameter_starts_at_zero_and_its_top_is_its_blob():
+    """parameter_layer.hpp: no filler (a fresh Blob is zeros, syncedmem.cpp); the top shares the blob's data."""
+    net = net_of('layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 2 dim: 3 } } }')
+    assert net.blob_shapes["p"] == (2, 3) and net.layers[0].param_shapes == [(2, 3)]
+    m = models.to_torch(net, seed=3)
+    assert not m.caffe_params()["p"][0].detach().any()
+    with torch.no_grad():
+        m.caffe_params()["p"][0].copy_(torch.arange(6.0).reshape(2, 3))
+    assert m(torch.zeros(1, 2, 5, 5), blobs=["p"])["p"].tolist() == [[0, 1, 2], [3, 4, 5]]

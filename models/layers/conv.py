@@ -1,5 +1,5 @@
-"""Caffe's Convolution and Deconvolution layers (src/caffe/layers/conv_layer.cpp, deconv_layer.cpp,
-base_conv_layer.cpp), 2-D.
+"""Caffe's Convolution, Deconvolution and Im2col layers (src/caffe/layers/conv_layer.cpp, deconv_layer.cpp,
+base_conv_layer.cpp, im2col_layer.cpp), 2-D.
 
 Both read the layer's :class:`models.specs.ConvSpec` (resolved by :func:`models.shapes.conv_spec`).
 Convolution: weights ``(C_out, C_in / group, k_h, k_w)``, optional bias ``(C_out,)``; torch ``conv2d``, ONNX
@@ -92,3 +92,51 @@ class ConvolutionConverter(_ConvConverter):
 @register("Deconvolution")
 class DeconvolutionConverter(_ConvConverter):
     pass
+
+
+class CaffeIm2col(CaffeLayerModule):
+    """im2col_layer.cpp: ``(N, C, H, W)`` to ``(N, C * kh * kw, H_out, W_out)`` (torch ``unfold``, whose column
+    order, channel-major then kernel row then column, is Caffe's im2col order)."""
+
+    def __init__(self, name, spec):
+        super().__init__(name)
+        self.spec = spec
+
+    def forward(self, x):
+        s = self.spec
+        short = overhang(s, x.shape[-2], x.shape[-1])
+        if any(short):  # as Convolution: Caffe's im2col reads zeros past the padded input
+            x = F.pad(x, (0, short[1], 0, short[0]))
+        cols = F.unfold(x, s.kernel, s.dilation, s.pad, s.stride)
+        h, w = (_im2col_size(n, k, p, st, dl) for n, k, p, st, dl in
+                zip(x.shape[-2:], s.kernel, s.pad, s.stride, s.dilation))
+        return [cols.reshape(x.shape[0], cols.shape[1], h, w)]
+
+
+def _im2col_size(n, k, p, s, d):
+    return (n + 2 * p - (d * (k - 1) + 1)) // s + 1
+
+
+def im2col_weight(spec) -> "torch.Tensor":
+    """The depthwise one-hot kernel ``(C * kh * kw, 1, kh, kw)`` whose grouped convolution (group ``C``) is
+    im2col: output channel ``c * kh * kw + i * kw + j`` copies input channel ``c`` at offset ``(i, j)``."""
+    kh, kw = spec.kernel
+    eye = torch.eye(kh * kw, dtype=torch.float32).reshape(kh * kw, 1, kh, kw)
+    return eye.repeat(spec.channels, 1, 1, 1)
+
+
+@register("Im2col")
+class Im2colConverter(Converter):
+    """ONNX has no im2col operator: a grouped ``Conv`` with the one-hot kernel of :func:`im2col_weight` (each
+    output is one input value times 1 plus zeros, so exact)."""
+
+    def build(self, layer, phase):
+        return CaffeIm2col(layer.name, layer.spec)
+
+    def export(self, layer, g, bottoms, tops, blobs, phase):
+        s = layer.spec
+        short = overhang(s, *layer.bottom_shapes[0][2:4])
+        w = g.const(f"{layer.name}/onehot", im2col_weight(s).numpy())
+        g.node("Conv", [bottoms[0], w], tops[:1], layer.name, kernel_shape=list(s.kernel), strides=list(s.stride),
+               pads=[s.pad[0], s.pad[1], s.pad[0] + short[0], s.pad[1] + short[1]], dilations=list(s.dilation),
+               group=s.channels)

@@ -57,6 +57,8 @@ class Converter:
     type: str = ""
     #: param blobs that are running statistics rather than trained weights (BatchNorm): never updated by SGD
     frozen_blobs: tuple[int, ...] = ()
+    #: whether the tops' batch axis depends on the bottoms' values (Filter): ONNX then declares it unknown
+    data_dependent_batch: bool = False
     #: the oldest ONNX opset :meth:`export` can write, and why (the operator that needs it)
     min_opset: int = 11
     min_opset_why: str = "the exporter's floor: Pad with its pads as an input"
@@ -84,7 +86,7 @@ def register(type_name: str) -> Callable[[type], type]:
 
 def _load_all() -> None:
     # importing the family modules runs their @register decorators
-    from models.layers import (activations, conv, inner_product, log_losses, losses, lrn,  # noqa: F401
+    from models.layers import (activations, batch_index, conv, inner_product, log_losses, losses, lrn,  # noqa: F401
                                margin_losses, normalization, pooling, python_layer, reduction, structural)
     from models.plugins import load_entry_points
     load_entry_points()
