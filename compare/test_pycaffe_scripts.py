@@ -221,8 +221,9 @@ def test_disagreement_rule_catches_a_changed_number_and_a_missing_key():
     assert disagreements(caffe, parse("a 1.0 2.0\nb s:x z\n"))
 
 
-def write_fixtures() -> None:
-    """Run every script under real pycaffe and store what it prints (needs ``import caffe`` to be real)."""
+def write_fixtures(out: Path = FIXTURES, log=print) -> list:
+    """Run every script under real pycaffe and store what it prints under ``out/pycaffe__<name>/`` (needs ``import
+    caffe`` to be real); returns the fixture names. make_golden.py calls it, so ``tox -e caffe`` regenerates them."""
     import tempfile
 
     if not real_pycaffe():
@@ -235,7 +236,7 @@ def write_fixtures() -> None:
     for name in NAMES:
         with tempfile.TemporaryDirectory() as tmp:
             text = run_real(name, Path(tmp))
-        folder = FIXTURES / f"pycaffe__{name}"
+        folder = Path(out) / f"pycaffe__{name}"
         folder.mkdir(parents=True, exist_ok=True)
         from models.atomic import write_json, write_text
 
@@ -248,7 +249,8 @@ def write_fixtures() -> None:
                               if name == "train_input" else ""),
                 "caffe": info, "lines": len(text.splitlines())}
         write_json(folder / "provenance.json", prov)
-        print(f"wrote {folder} ({len(text.splitlines())} lines)")
+        log(f"made pycaffe__{name} ({len(text.splitlines())} lines)")
+    return [f"pycaffe__{n}" for n in NAMES]
 
 
 if __name__ == "__main__":

@@ -541,6 +541,9 @@ def generate(out: Path, only: list[str] | None, log=print) -> list[str]:
         trajectory_golden.make(case, out / fx, caffe_info(), exe)
         log(f"made {fx}")
         made.append(fx)
+    pycaffe_fx = [f"pycaffe__{n}" for n in _pycaffe_scripts().NAMES]
+    if not only or set(only) & set(pycaffe_fx):
+        made += _pycaffe_scripts().write_fixtures(out, log)
     if not only:
         atomic_write_text(out / "prototxt_check.txt", "\n".join(check_lines) + "\n")
         for stale in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in made
@@ -548,6 +551,15 @@ def generate(out: Path, only: list[str] | None, log=print) -> list[str]:
             log(f"removing stale fixture {stale.name}")
             shutil.rmtree(stale)
     return made
+
+
+def _pycaffe_scripts():
+    """compare/test_pycaffe_scripts.py: the pycaffe__<script> fixtures' writer and its number parser."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from compare import test_pycaffe_scripts
+    return test_pycaffe_scripts
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -562,6 +574,12 @@ def compare_dirs(new: Path, ref: Path, only=None) -> list[str]:
     for name in sorted(set(ref_fx) ^ set(new_fx)):
         problems.append(f"{name}: only in {'reference' if name in ref_fx else 'regenerated'} fixtures")
     for name in sorted(set(ref_fx) & set(new_fx)):
+        if name.startswith("pycaffe__"):   # printed numbers of a pycaffe script, judged by the script test's rule
+            ps = _pycaffe_scripts()
+            bad = ps.disagreements(ps.parse((ref / name / "expected.txt").read_text()),
+                                   ps.parse((new / name / "expected.txt").read_text()))
+            problems += [f"{name}/expected.txt: {d}" for d in bad[:5]]
+            continue
         a, b = np.load(new / name / "blobs.npz"), np.load(ref / name / "blobs.npz")
         if set(a.files) != set(b.files):
             problems.append(f"{name}/blobs.npz: keys differ: {sorted(set(a.files) ^ set(b.files))[:5]}")
