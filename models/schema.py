@@ -90,7 +90,7 @@ def _build(proto: Path = PROTO_PATH) -> dict:
         ns[name] = enum
     ns["TRAIN"], ns["TEST"] = 0, 1
     ns["pool"] = pool
-    ns["proto_path"] = proto
+    ns["proto_path"] = proto.resolve()
     return ns
 
 
@@ -131,7 +131,7 @@ def use_proto(path) -> types.SimpleNamespace:
     current = pb.proto_path
     if current == proto:
         return pb
-    if current != PROTO_PATH.resolve() and current != PROTO_PATH:
+    if current != PROTO_PATH.resolve():
         raise NetDefinitionError(f"{proto}: this process already parses with {current}; one caffe.proto per "
                                  "process (messages of the two cannot mix)")
     if not proto.is_file():
